@@ -1,0 +1,3 @@
+from bgedit_cli.cli.app import main
+
+main()

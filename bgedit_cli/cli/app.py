@@ -1,0 +1,40 @@
+"""The `bgedit` command: registers one thin module per command."""
+
+from __future__ import annotations
+
+import typer
+
+from bgedit_cli import __version__
+from bgedit_cli.cli.convert import convert
+from bgedit_cli.cli.generate import generate
+from bgedit_cli.cli.info import info
+
+app = typer.Typer(
+    name="bgedit",
+    help="Edit background and scene images with StyleGAN2: invert, mix style/content, restyle from text.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bgedit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """bgedit command-line toolkit."""
+
+
+app.command("convert")(convert)
+app.command("generate")(generate)
+app.command("info")(info)
+
+
+def main() -> None:
+    app(prog_name="bgedit")

@@ -1,0 +1,155 @@
+"""StyleGAN2 building blocks as free functions (plain PyTorch, any device).
+
+Conventions follow the StyleGAN2 papers and their reference code: weights are stored unscaled
+("equalized learning rate") and multiplied by their gain at run time; activations are
+`leaky_relu(x + b, 0.2) * sqrt(2)`; resampling uses the [1, 3, 3, 1] FIR filter.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+LRELU_GAIN = math.sqrt(2.0)
+
+
+def assert_shape(x: torch.Tensor, shape: Sequence[int | None], name: str = "tensor") -> None:
+    """Check `x.shape` against `shape`, where None matches any size."""
+    if x.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, x.shape)):
+        want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+        raise ValueError(f"{name}: expected shape {want}, got {list(x.shape)}")
+
+
+def fir_filter(taps: Sequence[float] = (1, 3, 3, 1), gain: float = 1.0) -> torch.Tensor:
+    """Separable 2-D FIR filter from 1-D taps, normalised to sum `gain`. Returns [k, k]."""
+    f = torch.as_tensor(taps, dtype=torch.float32)
+    f = torch.outer(f, f)
+    return f * (gain / f.sum())
+
+
+def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    """PixelNorm: divide by the root mean square over `dim`."""
+    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+def bias_lrelu(x: torch.Tensor, bias: torch.Tensor | None, clamp: float | None = None) -> torch.Tensor:
+    """`leaky_relu(x + bias, 0.2) * sqrt(2)`, bias broadcast over dim 1, then optional clamp."""
+    if bias is not None:
+        x = x + bias.reshape([1, -1] + [1] * (x.ndim - 2))
+    x = F.leaky_relu(x, 0.2) * LRELU_GAIN
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def upfirdn2d(
+    x: torch.Tensor,
+    f: torch.Tensor,
+    up: int = 1,
+    down: int = 1,
+    pad: tuple[int, int] = (0, 0),
+) -> torch.Tensor:
+    """Upsample by zero insertion, pad, FIR-filter, downsample. `x: [N, C, H, W]`, `f: [k, k]`.
+
+    `pad = (before, after)` applies to both axes; negative values crop. The filter is applied as a
+    true convolution (flipped), which for the symmetric StyleGAN filters changes nothing.
+    """
+    assert_shape(x, [None, None, None, None], "x")
+    n, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])  # (N, C, H, up, W, up)
+        x = x.reshape(n, c, h * up, w * up)
+    p0, p1 = pad
+    x = F.pad(x, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
+    if p0 < 0 or p1 < 0:
+        hh, ww = x.shape[2], x.shape[3]
+        x = x[:, :, max(-p0, 0) : hh - max(-p1, 0), max(-p0, 0) : ww - max(-p1, 0)]
+    k = f.shape[-1]
+    weight = f.flip([0, 1]).to(x.dtype)[None, None].expand(c, 1, k, k)  # (C, 1, k, k)
+    x = F.conv2d(x, weight, groups=c)
+    if down > 1:
+        x = x[:, :, ::down, ::down]
+    return x
+
+
+def upsample2d(x: torch.Tensor, f: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """FIR upsampling by `factor` (filter gain factor**2 so constant images keep their value)."""
+    k = f.shape[-1]
+    p = k - factor
+    return upfirdn2d(x, f * factor**2, up=factor, pad=((p + 1) // 2 + factor - 1, p // 2))
+
+
+def downsample2d(x: torch.Tensor, f: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """FIR downsampling by `factor`."""
+    k = f.shape[-1]
+    p = k - factor
+    return upfirdn2d(x, f, down=factor, pad=((p + 1) // 2, p // 2))
+
+
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    *,
+    weight_delta: torch.Tensor | None = None,
+    demodulate: bool = True,
+    up: bool = False,
+    resample_filter: torch.Tensor | None = None,
+    fused: bool | None = None,
+) -> torch.Tensor:
+    """StyleGAN2 modulated convolution.
+
+    x: [N, I, H, W]; weight: [O, I, k, k], already multiplied by its gain (or not: demodulation cancels
+    any constant gain); styles: [N, I]; weight_delta: [N, O, I, k, k] or None, applied as
+    `weight * (1 + weight_delta)` per sample before modulation (HyperStyle). `up` doubles the
+    resolution with a stride-2 transposed convolution followed by the FIR filter.
+    Returns [N, O, H', W'] (H' = 2H with `up`, else H; padding keeps the size).
+
+    `fused=True` folds styles into per-sample weights and runs one grouped convolution; `fused=False`
+    scales activations instead and runs one shared convolution (faster for a batch, impossible with
+    per-sample deltas). The default picks fused only when deltas are given.
+    """
+    n, in_ch, _, _ = x.shape
+    out_ch, _, kh, kw = weight.shape
+    assert_shape(styles, [n, in_ch], "styles")
+    if weight_delta is not None:
+        assert_shape(weight_delta, [n, out_ch, in_ch, kh, kw], "weight_delta")
+    if fused is None:
+        fused = weight_delta is not None
+    if weight_delta is not None and not fused:
+        raise ValueError("per-sample weight deltas need the fused (grouped) path")
+
+    if fused:
+        w = weight.unsqueeze(0)  # (1, O, I, k, k)
+        if weight_delta is not None:
+            w = w * (1.0 + weight_delta)  # (N, O, I, k, k)
+        w = w * styles.reshape(n, 1, in_ch, 1, 1)  # (N, O, I, k, k)
+        if demodulate:
+            w = w * (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
+        x = x.reshape(1, n * in_ch, *x.shape[2:])
+        if up:
+            w = w.transpose(1, 2).reshape(n * in_ch, out_ch, kh, kw)  # (N*I, O, k, k)
+            x = F.conv_transpose2d(x, w, stride=2, groups=n)
+        else:
+            x = F.conv2d(x, w.reshape(n * out_ch, in_ch, kh, kw), padding=kh // 2, groups=n)
+        x = x.reshape(n, out_ch, *x.shape[2:])
+    else:
+        x = x * styles.reshape(n, in_ch, 1, 1).to(x.dtype)
+        if up:
+            x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+        else:
+            x = F.conv2d(x, weight, padding=kh // 2)
+        if demodulate:
+            dcoefs = styles.square() @ weight.square().sum(dim=[2, 3]).t()  # (N, O)
+            x = x * (dcoefs + 1e-8).rsqrt().reshape(n, out_ch, 1, 1)
+
+    if up:
+        assert resample_filter is not None, "up=True needs resample_filter"
+        # The transposed conv gave 2H + k - 2 pixels; the blur trims them back to 2H.
+        p = (resample_filter.shape[-1] - 2) - (kh - 1)
+        x = upfirdn2d(x, resample_filter * 4, pad=((p + 1) // 2 + 1, p // 2 + 1))
+    return x

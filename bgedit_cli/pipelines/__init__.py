@@ -1,0 +1,1 @@
+"""Pipelines: plain functions over networks and tensors (no printing, no file I/O)."""
