@@ -8,6 +8,8 @@ from bgedit_cli import __version__
 from bgedit_cli.cli.convert import convert
 from bgedit_cli.cli.generate import generate
 from bgedit_cli.cli.info import info
+from bgedit_cli.cli.seg import seg_app
+from bgedit_cli.cli.train import train_app
 
 app = typer.Typer(
     name="bgedit",
@@ -34,6 +36,8 @@ def _root(
 app.command("convert")(convert)
 app.command("generate")(generate)
 app.command("info")(info)
+app.add_typer(seg_app, name="seg")
+app.add_typer(train_app, name="train")
 
 
 def main() -> None:

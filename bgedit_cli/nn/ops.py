@@ -36,10 +36,16 @@ def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> to
 
 
 def bias_lrelu(x: torch.Tensor, bias: torch.Tensor | None, clamp: float | None = None) -> torch.Tensor:
-    """`leaky_relu(x + bias, 0.2) * sqrt(2)`, bias broadcast over dim 1, then optional clamp."""
-    if bias is not None:
-        x = x + bias.reshape([1, -1] + [1] * (x.ndim - 2))
-    x = F.leaky_relu(x, 0.2) * LRELU_GAIN
+    """`leaky_relu(x + bias, 0.2) * sqrt(2)`, then optional clamp. `bias` is [C] (broadcast over dim 1) or any
+    tensor broadcastable to x (e.g. bias + noise). Two passes over x: the gain is folded in before the
+    activation (lrelu(g * y) = g * lrelu(y) for g > 0) and the activation runs in place on a fresh tensor."""
+    if bias is not None and bias.ndim == 1:
+        bias = bias.reshape([1, -1] + [1] * (x.ndim - 2))
+    if bias is None:
+        x = x * LRELU_GAIN
+    else:
+        x = torch.add(bias * LRELU_GAIN, x, alpha=LRELU_GAIN)
+    x = F.leaky_relu(x, 0.2, inplace=True)
     if clamp is not None:
         x = x.clamp(-clamp, clamp)
     return x
@@ -70,7 +76,8 @@ def upfirdn2d(
         x = x[:, :, max(-p0, 0) : hh - max(-p1, 0), max(-p0, 0) : ww - max(-p1, 0)]
     k = f.shape[-1]
     weight = f.flip([0, 1]).to(x.dtype)[None, None].expand(c, 1, k, k)  # (C, 1, k, k)
-    x = F.conv2d(x, weight, groups=c)
+    # Depthwise convs run ~3x faster on CPU in channels-last layout (the copy is cheaper than the gain).
+    x = F.conv2d(x.contiguous(memory_format=torch.channels_last), weight, groups=c)
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x

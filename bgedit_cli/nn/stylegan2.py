@@ -178,12 +178,13 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)
         x = modulated_conv2d(x, self.weight * self.weight_gain, styles, weight_delta=weight_delta, up=self.up,
                              resample_filter=resample_filter, fused=fused)
+        bias = self.bias.reshape(-1, 1, 1)  # noise and bias are added in one pass
         if noise_mode == "const":
-            x = x + self.noise_const * self.noise_strength
+            bias = bias + self.noise_const * self.noise_strength  # (C, H, W)
         elif noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
-            x = x + noise * self.noise_strength
-        return bias_lrelu(x, self.bias, self.conv_clamp)
+            bias = bias + noise * self.noise_strength  # (N, C, H, W)
+        return bias_lrelu(x, bias, self.conv_clamp)
 
 
 class ToRGB(nn.Module):

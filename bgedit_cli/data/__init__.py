@@ -1,0 +1,1 @@
+"""Datasets: the ADE20K SceneParsing layout and the synthetic scene renderer that writes it."""

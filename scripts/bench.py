@@ -1,0 +1,64 @@
+"""Benchmarks: `python scripts/bench.py [--only generator,synth,...] [--quick] [--json FILE]`.
+
+Prints one table row per measurement and the machine/torch versions; figures go into docs/benchmarks.md.
+Sections live in scripts/benchmarks/<name>.py (each has `run(quick) -> list[dict]`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SECTIONS = ["generator", "synth", "train", "invert"]
+
+
+def machine() -> dict:
+    import torch
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or
+            platform.machine(), "cpu_threads": torch.get_num_threads(), "cores": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
+    ap.add_argument("--json", type=Path, help="also write all rows + machine info as JSON")
+    args = ap.parse_args()
+    info = machine()
+    print("# " + json.dumps(info))
+    rows = []
+    for name in args.only.split(","):
+        try:
+            mod = importlib.import_module(f"benchmarks.{name}")
+        except ModuleNotFoundError:
+            print(f"# section {name}: not available", file=sys.stderr)
+            continue
+        t = time.time()
+        for row in mod.run(quick=args.quick):
+            print(json.dumps(row))
+            rows.append(row)
+        print(f"# section {name}: {time.time() - t:.1f} s", file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

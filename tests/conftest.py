@@ -1,0 +1,45 @@
+"""Shared test fixtures: paths to ../shared/fixtures, an in-process CLI runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FIXTURES = SHARED / "fixtures"
+
+torch.set_num_threads(1)  # tests run in parallel workers; one thread each is faster and deterministic
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.skip(f"parity fixtures not found at {FIXTURES}")
+    return FIXTURES
+
+
+@pytest.fixture
+def cli():
+    """Run `bgedit ...` in-process: cli(["generate", ...]) -> click Result (exit_code, stdout, stderr)."""
+    from bgedit_cli.cli.app import app
+
+    runner = CliRunner()
+
+    def run(args: list[str], **kwargs):
+        return runner.invoke(app, [str(a) for a in args], **kwargs)
+
+    return run
+
+
+def assert_clean_error(result, *fragments: str) -> None:
+    """Exit 1, exactly one `Error: ...` line on stderr naming `fragments`, no traceback."""
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr, result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for frag in fragments:
+        assert frag in lines[0], (frag, lines[0])
