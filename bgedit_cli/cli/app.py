@@ -6,6 +6,7 @@ import typer
 
 from bgedit_cli import __version__
 from bgedit_cli.cli.convert import convert
+from bgedit_cli.cli.data import data_app
 from bgedit_cli.cli.generate import generate
 from bgedit_cli.cli.info import info
 from bgedit_cli.cli.seg import seg_app
@@ -36,6 +37,7 @@ def _root(
 app.command("convert")(convert)
 app.command("generate")(generate)
 app.command("info")(info)
+app.add_typer(data_app, name="data")
 app.add_typer(seg_app, name="seg")
 app.add_typer(train_app, name="train")
 
