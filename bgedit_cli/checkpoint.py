@@ -31,6 +31,8 @@ FORMAT_VERSION = 1
 NETWORKS: dict[str, tuple[str, str, str]] = {
     "generator": ("bgedit_cli.nn.stylegan2", "GeneratorConfig", "Generator"),
     "discriminator": ("bgedit_cli.nn.stylegan2", "DiscriminatorConfig", "Discriminator"),
+    "segmenter": ("bgedit_cli.nn.segmenter", "SegmenterConfig", "Segmenter"),
+    "inversion": ("bgedit_cli.nn.inversion", "InversionConfig", "InversionNet"),
 }
 
 

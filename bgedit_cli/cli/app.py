@@ -9,6 +9,8 @@ from bgedit_cli.cli.convert import convert
 from bgedit_cli.cli.data import data_app
 from bgedit_cli.cli.generate import generate
 from bgedit_cli.cli.info import info
+from bgedit_cli.cli.invert import invert
+from bgedit_cli.cli.mix import mix_content, mix_style
 from bgedit_cli.cli.seg import seg_app
 from bgedit_cli.cli.train import train_app
 
@@ -37,6 +39,9 @@ def _root(
 app.command("convert")(convert)
 app.command("generate")(generate)
 app.command("info")(info)
+app.command("invert")(invert)
+app.command("mix-style")(mix_style)
+app.command("mix-content")(mix_content)
 app.add_typer(data_app, name="data")
 app.add_typer(seg_app, name="seg")
 app.add_typer(train_app, name="train")

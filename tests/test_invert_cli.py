@@ -1,0 +1,160 @@
+"""`bgedit invert`, `mix-style`, `mix-content` in-process on a tiny random bundle, including error paths."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bgedit_cli.checkpoint import save_network
+from bgedit_cli.latent import load_latent, save_latent
+from bgedit_cli.nn.inversion import build_inversion
+from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS, Generator
+from conftest import assert_clean_error
+
+try:
+    from bgedit_cli.nn.segmenter import PRESETS as SEGMENTER_PRESETS
+    from bgedit_cli.nn.segmenter import Segmenter
+except ImportError:  # pragma: no cover - the segmenter lands separately
+    Segmenter = None
+
+
+def _pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path), dtype=np.int16)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """A tiny random bundle (generator, both inversion variants, segmenter) plus inputs."""
+    root = tmp_path_factory.mktemp("bundle")
+    torch.manual_seed(0)
+    g = Generator(GENERATOR_PRESETS["tiny"])
+    sha = save_network(root / "model" / "generator.safetensors", g, kind="generator")
+    save_network(root / "model" / "inversion.safetensors", build_inversion("proposed", "tiny", g, sha),
+                 kind="inversion")
+    save_network(root / "model" / "inversion-baseline.safetensors", build_inversion("baseline", "tiny", g, sha),
+                 kind="inversion")
+    if Segmenter is not None:
+        save_network(root / "model" / "segmenter.safetensors", Segmenter(SEGMENTER_PRESETS["tiny"]), kind="segmenter")
+    # A second generator of the same shapes: its latents and inversion files must be refused.
+    other = Generator(GENERATOR_PRESETS["tiny"])
+    save_network(root / "other" / "generator.safetensors", other, kind="generator")
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(root / f"img{i}.png")
+        Image.fromarray(rng.integers(0, 151, (16, 16), dtype=np.uint8)).save(root / f"seg{i}.png")
+    (root / "broken.png").write_bytes(b"not an image")
+    return root
+
+
+def test_invert_writes_images_and_latents(cli, bundle, tmp_path):
+    b = bundle
+    res = cli(["invert", b / "img0.png", b / "img1.png", "--seg", b / "seg0.png", "--seg", b / "seg1.png",
+               "--model", b / "model", "--out", tmp_path, "--steps", "2", "--batch-size", "2", "--json"])
+    assert res.exit_code == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["failed"] == [] and [o["input"] for o in report["outputs"]] == [str(b / "img0.png"),
+                                                                                 str(b / "img1.png")]
+    for i in range(2):
+        assert _pixels(tmp_path / f"img{i}.png").shape == (16, 16, 3)
+        inv = load_latent(tmp_path / f"img{i}.latent.safetensors", report["generator_sha256"])
+        assert inv.ws.shape == (1, 6, 32) and inv.seg_latents.shape == (1, 4, 32)
+        assert inv.meta["source"] == f"img{i}.png" and inv.meta["steps"] == 2
+    # One at a time gives the same pixels as the batch (up to rounding).
+    res = cli(["invert", b / "img1.png", "--seg", b / "seg1.png", "--model", b / "model", "--out", tmp_path / "one",
+               "--steps", "2", "--quiet"])
+    assert res.exit_code == 0 and res.stderr == ""
+    assert np.abs(_pixels(tmp_path / "one" / "img1.png") - _pixels(tmp_path / "img1.png")).max() <= 1
+    # Existing outputs are kept without --force.
+    res = cli(["invert", b / "img0.png", "--seg", b / "seg0.png", "--model", b / "model", "--out", tmp_path])
+    assert_clean_error(res, "already exists", "--force")
+
+
+@pytest.mark.skipif(Segmenter is None, reason="segmenter not available")
+def test_invert_predicts_seg_and_survives_a_bad_file(cli, bundle, tmp_path):
+    b = bundle
+    res = cli(["invert", b / "img0.png", b / "broken.png", b / "img1.png", "--model", b / "model", "--out", tmp_path,
+               "--steps", "1", "--save-seg"])
+    assert_clean_error(res, "broken.png", "not a readable image")
+    for i in range(2):
+        assert (tmp_path / f"img{i}.latent.safetensors").is_file()
+        seg = np.asarray(Image.open(tmp_path / f"img{i}.seg.png"))
+        assert seg.shape == (16, 16) and seg.max() <= 150
+    assert not (tmp_path / "broken.png").exists() and not list(tmp_path.glob(".*tmp"))
+
+
+def test_invert_usage_errors(cli, bundle, tmp_path):
+    b = bundle
+    res = cli(["invert", b / "img0.png", "--seg", b / "seg0.png", "--seg", b / "seg1.png", "--model", b / "model",
+               "--out", tmp_path])
+    assert res.exit_code == 2 and "one per image" in res.stderr
+    res = cli(["invert", b / "img0.png", "--model", tmp_path / "nowhere", "--out", tmp_path])
+    assert_clean_error(res, "no generator network", "bgedit train generator")
+    res = cli(["invert", b / "img0.png", "--model", b / "model", "--generator", b / "other" / "generator.safetensors",
+               "--out", tmp_path])
+    assert_clean_error(res, "trained for generator", "matching generator")
+    res = cli(["invert", b / "img0.png", "--model", b / "model", "--variant", "best", "--out", tmp_path])
+    assert_clean_error(res, "--variant best")
+    res = cli(["invert", b / "img0.png", "--model", b / "model", "--out", b / "img1.png"])
+    assert_clean_error(res, "is a file")
+    assert not list(tmp_path.iterdir())
+
+
+def test_mix_style_and_content(cli, bundle, tmp_path):
+    b, m = bundle, bundle / "model"
+    res = cli(["invert", b / "img0.png", b / "img1.png", "--seg", b / "seg0.png", "--seg", b / "seg1.png",
+               "--model", m, "--out", tmp_path / "inv", "--steps", "2", "--quiet"])
+    assert res.exit_code == 0, res.stderr
+    la, lb = tmp_path / "inv" / "img0.latent.safetensors", tmp_path / "inv" / "img1.latent.safetensors"
+    recon_a = _pixels(tmp_path / "inv" / "img0.png")
+    # A mixed with itself is A's reconstruction (fp16 deltas: up to one grey level).
+    res = cli(["mix-style", la, la, "--model", m, "--out", tmp_path / "aa.png", "--json"])
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["layers"] == [4, 5]
+    assert np.abs(_pixels(tmp_path / "aa.png") - recon_a).max() <= 1
+    res = cli(["mix-content", la, la, "--model", m, "--out", tmp_path / "cc.png", "--quiet"])
+    assert res.exit_code == 0 and np.abs(_pixels(tmp_path / "cc.png") - recon_a).max() <= 1
+    # Real mixes: latents, images (inverted on the fly), options, a mixed latent to chain on.
+    res = cli(["mix-style", la, b / "img1.png", "--style-seg", b / "seg1.png", "--layers", "3:", "--delta-img", "b",
+               "--model", m, "--out", tmp_path / "ab.png", "--steps", "2", "--save-latent"])
+    assert res.exit_code == 0, res.stderr
+    assert _pixels(tmp_path / "ab.png").shape == (16, 16, 3) and (tmp_path / "ab.latent.safetensors").is_file()
+    res = cli(["mix-content", la, lb, "--swap-deltas", "all", "--model", m, "--out", tmp_path / "c.png", "--quiet"])
+    assert res.exit_code == 0 and np.abs(_pixels(tmp_path / "c.png") - recon_a).max() > 1
+    res = cli(["mix-content", la, "--seg", b / "seg1.png", "--model", m, "--out", tmp_path / "layout.png", "--json"])
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["mode"] == "layout" and (tmp_path / "layout.png").is_file()
+
+
+def test_mix_errors(cli, bundle, tmp_path):
+    b, m = bundle, bundle / "model"
+    res = cli(["invert", b / "img0.png", "--model", m, "--variant", "baseline", "--out", tmp_path, "--steps", "1"])
+    assert res.exit_code == 0, res.stderr
+    base = tmp_path / "img0.latent.safetensors"
+    res = cli(["mix-style", base, base, "--model", m, "--out", tmp_path / "x.png"])
+    assert_clean_error(res, "proposed variant")
+    res = cli(["mix-style", b / "img0.png", b / "img1.png", "--model", m, "--inversion",
+               m / "inversion-baseline.safetensors", "--out", tmp_path / "x.png"])
+    assert_clean_error(res, "mixing needs the proposed variant")
+    res = cli(["mix-content", base, base, "--model", m, "--out", tmp_path / "x.png"])
+    assert_clean_error(res, "proposed variant")
+    # A latent made with another generator is refused.
+    res = cli(["invert", b / "img1.png", "--seg", b / "seg1.png", "--model", m, "--out", tmp_path / "p", "--quiet"])
+    good = tmp_path / "p" / "img1.latent.safetensors"
+    foreign = tmp_path / "foreign.latent.safetensors"
+    save_latent(foreign, load_latent(good), {"generator_sha256": "cd" * 32})
+    res = cli(["mix-style", good, foreign, "--model", m, "--out", tmp_path / "x.png"])
+    assert_clean_error(res, "foreign.latent.safetensors", "made with generator cdcd", "bgedit invert")
+    res = cli(["mix-style", good, tmp_path / "missing.latent.safetensors", "--model", m, "--out", tmp_path / "x.png"])
+    assert_clean_error(res, "missing.latent.safetensors", "no such file")
+    res = cli(["mix-content", b / "img0.png", "--model", m, "--out", tmp_path / "x.png"])
+    assert res.exit_code == 2 and "--seg" in res.stderr
+    res = cli(["mix-style", b / "broken.png", b / "img1.png", "--model", m, "--out", tmp_path / "x.png"])
+    assert_clean_error(res, "broken.png")
+    res = cli(["mix-style", b / "img0.png", b / "img1.png", "--layers", "9:", "--model", m,
+               "--out", tmp_path / "x.png"])
+    assert_clean_error(res, "--layers")
+    assert not (tmp_path / "x.png").exists()
