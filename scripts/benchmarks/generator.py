@@ -51,20 +51,22 @@ def _peak_rss_mib() -> float:
 
 
 @torch.no_grad()
-def time_forward(g: Generator, batch: int, device: torch.device, repeats: int) -> tuple[float, float]:
-    """(seconds per image, peak memory MiB: CUDA allocator peak, or process peak RSS on CPU)."""
+def time_forward(g: Generator, batch: int, device: torch.device, repeats: int) -> tuple[float, float, float]:
+    """(wall seconds per image, CPU seconds per image / threads, peak memory MiB: CUDA allocator peak, or
+    process peak RSS on CPU). The CPU-time figure tells how much of the wall time other processes took."""
     z = torch.randn(batch, g.cfg.z_dim, device=device)
     g(z)  # warm-up
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         g(z)
     _sync(device)
     per_image = (time.perf_counter() - t) / (repeats * batch)
+    cpu_per_image = (time.process_time() - c) / (repeats * batch * torch.get_num_threads())
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mib()
-    return per_image, peak
+    return per_image, cpu_per_image, peak
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -82,10 +84,11 @@ def run(quick: bool = False) -> list[dict]:
                     repeats = 1 if (quick or (device.type == "cpu" and preset == "paper-256")) else 3
                     if device.type == "cuda":
                         repeats = 10
-                    sec, peak = time_forward(g, batch, device, repeats)
+                    sec, cpu_sec, peak = time_forward(g, batch, device, repeats)
                     rows.append({
                         "bench": "generator-forward", "preset": preset, "device": device.type, "impl": impl,
-                        "batch": batch, "sec_per_image": round(sec, 4), "peak_mem_mib": round(peak, 1),
+                        "batch": batch, "sec_per_image": round(sec, 4), "cpu_sec_per_image": round(cpu_sec, 4),
+                        "peak_mem_mib": round(peak, 1),
                         "gflop_per_image": round(work, 2), "achieved_gflops": round(work / sec, 1),
                         "matmul_gflops": round(gflops_machine, 1),
                         "ideal_sec_per_image": round(work / gflops_machine, 4),

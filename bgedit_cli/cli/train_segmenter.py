@@ -1,0 +1,67 @@
+"""`bgedit train segmenter --data DIR --model BUNDLE`: train the seg-map predictor (stage 1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bgedit_cli.cli.common import DeviceOpt, ForceOpt, JsonOpt, QuietOpt, cli_command, err_console, print_json
+
+
+@cli_command
+def train_segmenter(
+    data: Annotated[Path, typer.Option("--data", help="ADE20K-layout folder (images/ and annotations/, "
+                                                      "training and validation splits)")],
+    model: Annotated[Optional[Path], typer.Option("--model", help="bundle folder; writes segmenter.safetensors "
+                                                                  "and runs/segmenter-<time>/ there "
+                                                                  "[default: $BGEDIT_HOME/models/default]")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="tiny, demo or paper-256: resolution, network "
+                                                                   "size and training defaults [default: demo]")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="total optimizer steps (with --resume too) "
+                                                                        "[default: the preset's]")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="global batch size, split over "
+                                                                                  "processes [default: the preset's]")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", min=0.0, help="peak AdamW learning rate (warm-up, then "
+                                                                      "cosine to 0) [default: the preset's]")] = None,
+    class_balance: Annotated[Optional[float], typer.Option("--class-balance", min=0.0, max=1.0,
+                                                           help="weigh class c's pixels by f_c^-P (f_c: its pixel "
+                                                                "frequency in the training maps); 0 = plain "
+                                                                "cross-entropy [default: the preset's]")] = None,
+    progressive: Annotated[Optional[float], typer.Option("--progressive", min=0.0, max=1.0,
+                                                         help="fraction of the steps trained at half resolution "
+                                                              "with 4x the images per step (same compute); 0 = off "
+                                                              "[default: the preset's]")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the bundle's latest segmenter run")] = False,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="seed for init, data order and flips [default: 0]")] = None,
+    device: DeviceOpt = "auto",
+    workers: Annotated[int, typer.Option("--workers", min=0, help="data loading processes")] = 0,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", min=0, help="validate every N steps (0: only "
+                                                                                  "at the end) [default: steps/10]")] = None,
+    snapshot_every: Annotated[Optional[int], typer.Option("--snapshot-every", min=0, help="save weights and state "
+                                                                                          "every N steps [default: steps/10]")] = None,
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train the segmenter that predicts ADE20K seg maps for images given without --seg."""
+    from bgedit_cli.bundle import resolve_bundle
+    from bgedit_cli.training.segmenter import SegmenterTrainOptions
+    from bgedit_cli.training.segmenter import train_segmenter as run_training
+
+    opts = SegmenterTrainOptions(data=data, bundle=resolve_bundle(model), preset=preset, steps=steps,
+                                 batch_size=batch_size, lr=lr, class_balance=class_balance,
+                                 progressive=progressive, seed=seed,
+                                 resume=resume, device=device, workers=workers, eval_every=eval_every,
+                                 snapshot_every=snapshot_every, force=force, progress=not quiet)
+    summary = run_training(opts)
+    if not summary["is_main"]:  # torchrun: rank 0 reports
+        return
+    if json_out:
+        print_json(summary)
+    elif not quiet:
+        val = summary["val"]
+        err_console.print(f"Trained {summary['steps']} steps in {summary['wall_seconds'] / 60:.1f} min: validation "
+                          f"mIoU {val.get('miou', float('nan')):.4f}, pixel accuracy "
+                          f"{val.get('pixel_acc', float('nan')):.4f}. Wrote {summary['model']} (run {summary['run']}).")

@@ -1,0 +1,217 @@
+"""`bgedit train inversion` (loss falls, files, exact resume, errors) and the evaluation functions, on a tiny
+generator and a tiny synthetic ADE20K-layout folder written by `bgedit data synth`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bgedit_cli.cli.app import app
+from conftest import assert_clean_error
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "data"
+    result = runner.invoke(app, ["data", "synth", "--out", str(out), "--num", "40", "--resolution", "16",
+                                 "--seed", "0", "--mixing-pairs", "3", "--workers", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def generator_file(tmp_path_factory) -> Path:
+    """A tiny random generator (16 px) with its w_avg set."""
+    from bgedit_cli.checkpoint import save_network
+    from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS, Generator
+
+    torch.manual_seed(0)
+    G = Generator(GENERATOR_PRESETS["tiny"])
+    G.update_w_avg(500)
+    path = tmp_path_factory.mktemp("g") / "generator.safetensors"
+    save_network(path, G, kind="generator")
+    return path
+
+
+def new_bundle(root: Path, generator_file: Path) -> Path:
+    root.mkdir(parents=True)
+    shutil.copy(generator_file, root / "generator.safetensors")
+    return root
+
+
+def train(data: Path, bundle: Path, *extra: str):
+    args = ["train", "inversion", "--data", str(data), "--model", str(bundle), "--preset", "tiny", "--quiet",
+            "--device", "cpu", "--eval-images", "4", *extra]
+    return runner.invoke(app, args)
+
+
+def run_folders(bundle: Path, stage: str = "inversion") -> list[Path]:
+    return sorted(p for p in (bundle / "runs").glob(f"{stage}-*") if p.name[len(stage) + 1].isdigit())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training.
+
+
+def test_train_loss_falls_and_writes_a_loadable_model(scenes, generator_file, tmp_path):
+    from PIL import Image
+
+    from bgedit_cli.checkpoint import file_sha256, load_network
+    from bgedit_cli.pipelines.invert import invert
+    from bgedit_cli.training.common import read_log
+
+    bundle = new_bundle(tmp_path / "bundle", generator_file)
+    result = train(scenes, bundle, "--steps", "16", "--refine-steps", "1", "--lr", "3e-3", "--eval-every", "8",
+                   "--snapshot-every", "8", "--ms-ssim-lambda", "0.5", "--json")
+    assert result.exit_code == 0, result.output
+    log = read_log(run_folders(bundle)[0] / "log.jsonl")
+    start = log[0]
+    assert start["event"] == "start" and start["losses"] == {"lambdas": {"l2": 1.0, "ms_ssim": 0.5},
+                                                              "ms_ssim_variant": "ssim"}
+    losses = [r["train/loss"] for r in log if "train/loss" in r]
+    assert len(losses) == 16 and sum(losses[-4:]) < 0.7 * sum(losses[:4]), losses
+    assert all(set(r) >= {"train/y0/l2", "train/y1/l2", "train/y1/ms_ssim"} for r in log if "train/loss" in r)
+    evals = [r for r in log if r.get("event") == "eval"]
+    assert [r["step"] for r in evals] == [8, 16] and all("val/y5/psnr" in r for r in evals)
+
+    # The model file: kind inversion, rebuilt from the file alone, tied to the generator's hash.
+    G = load_network(bundle / "generator.safetensors", "generator")
+    net = load_network(bundle / "inversion.safetensors", "inversion")
+    assert net.cfg.generator_sha256 == file_sha256(bundle / "generator.safetensors")
+    assert net.variant == "proposed" and net.provenance["steps"] == 16
+    net.check_generator(G, file_sha256(bundle / "generator.safetensors"))
+    img = torch.zeros(1, 3, 16, 16)
+    seg = torch.zeros(1, 151, 16, 16)
+    seg[:, 3] = 1
+    assert invert(G, net, img, seg, steps=2).images.shape == (1, 3, 16, 16)
+
+    # Sample grid: one row per validation image shown, columns input | y_0 .. y_5.
+    grid = Image.open(run_folders(bundle)[0] / "samples" / "step-000016.png")
+    assert grid.size == (7 * 16, 4 * 16)
+    # Without --force an existing model is not overwritten.
+    again = train(scenes, bundle, "--steps", "1")
+    assert_clean_error(again, "--force")
+
+
+def test_resume_after_ctrl_c_is_exact(scenes, generator_file, tmp_path, monkeypatch):
+    from bgedit_cli.checkpoint import read_checkpoint
+    from bgedit_cli.training import common
+
+    args = ("--steps", "6", "--refine-steps", "2", "--eval-every", "0", "--seed", "3", "--ms-ssim-lambda", "0.2",
+            "--eval-images", "2")
+    a, b = new_bundle(tmp_path / "a", generator_file), new_bundle(tmp_path / "b", generator_file)
+    straight = train(scenes, a, *args)
+    assert straight.exit_code == 0, straight.output
+
+    real_update = common.TrainProgress.update
+    calls = []
+
+    def interrupting_update(self, *args, **kwargs):  # Ctrl-C (a real SIGINT) during step 3
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_update(self, *args, **kwargs)
+
+    monkeypatch.setattr(common.TrainProgress, "update", interrupting_update)
+    cut = train(scenes, b, *args)
+    monkeypatch.setattr(common.TrainProgress, "update", real_update)
+    assert cut.exit_code == 130 and "interrupted at step 3/6" in cut.stderr and "--resume" in cut.stderr
+
+    changed = train(scenes, b, "--resume", "--refine-steps", "1")
+    assert_clean_error(changed, "--refine-steps 1 differs from the resumed run's 2")
+    resumed = train(scenes, b, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert len(run_folders(b)) == 1
+    ta = read_checkpoint(a / "inversion.safetensors", "inversion").tensors
+    tb = read_checkpoint(b / "inversion.safetensors", "inversion").tensors
+    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+    steps = [r["step"] for r in common.read_log(run_folders(b)[0] / "log.jsonl") if "train/loss" in r]
+    assert steps == list(range(1, 7))
+
+
+def test_baseline_and_phased_schedule(scenes, generator_file, tmp_path):
+    from bgedit_cli.checkpoint import load_network
+    from bgedit_cli.training.common import read_log
+
+    bundle = new_bundle(tmp_path / "bundle", generator_file)
+    result = train(scenes, bundle, "--variant", "baseline", "--steps", "4", "--schedule", "phased",
+                   "--encoder-fraction", "0.5", "--refine-steps", "1", "--eval-every", "0", "--snapshot-every", "0")
+    assert result.exit_code == 0, result.output
+    assert not (bundle / "inversion.safetensors").exists()
+    net = load_network(bundle / "inversion-baseline.safetensors", "inversion")
+    assert net.variant == "baseline" and net.seg_encoder is None
+    log = read_log(run_folders(bundle, "inversion-baseline")[0] / "log.jsonl")
+    steps = [r for r in log if "train/loss" in r]
+    assert [r["phase"] for r in steps] == ["encoders", "encoders", "hypernetworks", "hypernetworks"]
+    assert "train/y1/l2" not in steps[0] and "train/y1/l2" in steps[-1]
+    # `--resume` of the proposed variant never picks up a baseline run (runs/inversion-baseline-*).
+    assert_clean_error(train(scenes, bundle, "--resume"), "--resume: no inversion run")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Errors: one `Error:` line, exit 1.
+
+
+def test_cli_errors(scenes, generator_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("BGEDIT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    bundle = new_bundle(tmp_path / "bundle", generator_file)
+    assert_clean_error(train(scenes, bundle, "--resume"), "--resume: no inversion run")
+    assert_clean_error(train(scenes, tmp_path / "empty"), "no generator network", "bgedit train generator")
+    assert_clean_error(train(tmp_path / "nowhere", bundle), "no such folder")
+    assert_clean_error(train(scenes, bundle, "--variant", "other"), "--variant other")
+    assert_clean_error(train(scenes, bundle, "--moco-lambda", "0.5"), "moco_v2_800ep_pretrain.pth.tar not found",
+                       "facebookresearch/moco")
+    assert_clean_error(train(scenes, bundle, "--batch-size", "1000"), "fewer than one batch")
+    no_maps = tmp_path / "nomaps"
+    shutil.copytree(scenes / "images", no_maps / "images")
+    assert_clean_error(train(no_maps, bundle), "annotations")
+    assert not (bundle / "runs").exists() or not any((bundle / "runs").iterdir())  # nothing written
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Evaluation functions.
+
+
+def test_mixing_benchmark_pairs_each_answer_with_its_ground_truth(scenes, generator_file, tmp_path):
+    """A mixing folder whose 'ground truth' for style(a, b) is b's image and for content(a, b) is a's: then the
+    trivial answer input_b must score exactly for style and input_a exactly for content."""
+    from bgedit_cli.checkpoint import load_network
+    from bgedit_cli.nn.inversion import build_inversion
+    from bgedit_cli.pipelines.evaluate_mixing import mixing_scores, reconstruction_scores
+    from bgedit_cli.data.ade20k import ADE20KDataset
+
+    data = tmp_path / "data"
+    shutil.copytree(scenes, data, ignore=shutil.ignore_patterns("textedit"))
+    mix = data / "mixing" / "validation"
+    names = sorted({p.name.split("__")[0] for p in mix.glob("*.png")})
+    for a in names:
+        for b in names:
+            shutil.copy(data / "images" / "validation" / f"{b}.png", mix / f"{a}__{b}.png")  # style = b's image
+    G = load_network(generator_file, "generator")
+    torch.manual_seed(0)
+    net = build_inversion("proposed", "tiny", G).eval()
+    out = mixing_scores(G, net, data, steps=1, batch_size=4)
+    assert out["scenes"] == 3 and out["pairs"] == 6
+    assert out["style"]["input_b"]["l2"] == 0 and out["style"]["input_b"]["psnr"] == float("inf")
+    assert out["content"]["input_a"]["l2"] == 0 and out["content"]["input_a"]["ms_ssim"] == pytest.approx(1.0)
+    assert set(out["style"]) == {"mix_style(delta_img=a)", "mix_style(delta_img=b)", "recon_a", "recon_b",
+                                 "input_a", "input_b"}
+    assert out["style"]["recon_b"]["l2"] > 0
+
+    baseline = build_inversion("baseline", "tiny", G).eval()
+    out = mixing_scores(G, baseline, data, steps=1, batch_size=4)
+    assert "w+ row swap" in out["style"] and out["split"] == 4
+
+    scores, grid = reconstruction_scores(G, net, ADE20KDataset(data, "validation", resolution=16), num=3, steps=2,
+                                         batch_size=2, grid_images=2)
+    assert scores["images"] == 3 and len(scores["per_step"]) == 3 and scores["ms_ssim_variant"] == "ssim"
+    assert len(grid) == 4 and grid[0].shape == (2, 3, 16, 16)
