@@ -45,6 +45,25 @@ def main() -> None:
                    "--force")
     else:
         print(f"(skipping the import step: no fixtures at {FIXTURES})")
+
+    # 2. The whole chain at test size (minutes on a CPU): synthetic scenes -> train every stage -> invert -> mix.
+    #    Swap --preset tiny for demo (64 px) or paper-256 and raise --steps for real results (docs/).
+    data, bundle, inv = OUT / "synth", OUT / "bundle", OUT / "inverted"
+    bgedit("data", "synth", "--out", data, "--num", 64, "--resolution", 32, "--seed", 0, "--mixing-pairs", 4,
+           "--force", "--quiet")
+    bgedit("train", "segmenter", "--data", data, "--model", bundle, "--preset", "tiny", "--steps", 40,
+           "--force", "--quiet")
+    bgedit("train", "generator", "--data", data, "--model", bundle, "--preset", "tiny", "--steps", 40,
+           "--force", "--quiet")
+    bgedit("generate", bundle / "generator.safetensors", "--seeds", "0-7", "--out", OUT / "tiny-samples", "--force",
+           "--quiet")
+    bgedit("train", "inversion", "--data", data, "--model", bundle, "--preset", "tiny", "--steps", 20,
+           "--force", "--quiet")
+    scenes = sorted((data / "images" / "validation").glob("*.png"))[:2]
+    bgedit("invert", *scenes, "--model", bundle, "--out", inv, "--save-seg", "--force", "--quiet")
+    a, b = (inv / f"{p.stem}.latent.safetensors" for p in scenes)
+    bgedit("mix-style", a, b, "--model", bundle, "--out", OUT / "mix-style.png", "--force", "--quiet")
+    bgedit("mix-content", a, b, "--model", bundle, "--out", OUT / "mix-content.png", "--force", "--quiet")
     print(f"Demo outputs are in {OUT}")
 
 
