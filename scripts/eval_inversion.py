@@ -1,8 +1,8 @@
 """Evaluate a bundle's inversion networks: reconstruction per refinement step and mixing against ground truth.
 
     python scripts/eval_inversion.py --data /tmp/synth64 --model /tmp/bundle-demo [--variant proposed|baseline]
-        [--num 200] [--steps 5] [--mixing-scenes 8] [--batch-size 8] [--device auto] [--json FILE]
-        [--alexnet FILE]
+        [--inversion FILE] [--num 200] [--steps 5] [--mixing-scenes 8] [--batch-size 8] [--device auto]
+        [--json FILE] [--alexnet FILE]
 
 - Reconstruction: the first `--num` validation images (sorted by name), inverted with `--steps` refinement steps;
   L2 (on [-1, 1]), PSNR and MS-SSIM (on [0, 1]; fewer scales below 161 px, labelled) of y_0 .. y_steps, and
@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     bundle = resolve_bundle(args.model)
     g_path = bundle_file(bundle, "generator")
-    inv_path = bundle_file(bundle, "inversion" if args.variant == "proposed" else "inversion-baseline")
+    inv_path = bundle_file(bundle, "inversion" if args.variant == "proposed" else "inversion-baseline",
+                           override=args.inversion)
     G = load_network(g_path, "generator", device)
     net = load_network(inv_path, "inversion", device)
     g_sha = file_sha256(g_path)
@@ -83,7 +84,10 @@ def run(args: argparse.Namespace) -> dict:
         "reconstruction": recon, "seconds": {"reconstruction": round(t_recon, 1)},
     }
     mix_root = Path(args.data)
-    if args.mixing_scenes > 1 and ((mix_root / "mixing").is_dir() or (mix_root / "ADEChallengeData2016" / "mixing").is_dir()):
+    has_gt = (mix_root / "mixing").is_dir() or (mix_root / "ADEChallengeData2016" / "mixing").is_dir()
+    if args.mixing_scenes < 2:
+        result["mixing"] = f"skipped: --mixing-scenes {args.mixing_scenes} (needs 2 or more)"
+    elif has_gt:
         t0 = time.time()
         result["mixing"] = mixing_scores(G, net, mix_root, steps=args.steps, batch_size=args.batch_size, device=device,
                                          max_scenes=args.mixing_scenes, lpips_net=lpips_net)
@@ -118,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, type=Path, help="ADE20K-layout folder (validation split used)")
     parser.add_argument("--model", type=Path, default=None, help="bundle folder (default: $BGEDIT_HOME/models/default)")
     parser.add_argument("--variant", choices=("proposed", "baseline"), default="proposed")
+    parser.add_argument("--inversion", type=Path, default=None, help="score this inversion file (e.g. a run "
+                        "snapshot) instead of the bundle's")
     parser.add_argument("--num", type=int, default=200, help="validation images for reconstruction")
     parser.add_argument("--steps", type=int, default=5, help="refinement steps at inference")
     parser.add_argument("--mixing-scenes", type=int, default=8, help="scenes of the mixing benchmark (pairs: M(M-1))")

@@ -316,3 +316,24 @@ def test_train_segmenter_errors(scenes, tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0], result.stderr
     assert not (tmp_path / "m").exists()  # nothing written on bad input
+
+
+@pytest.mark.slow
+def test_train_segmenter_ddp_two_processes(scenes, tmp_path):
+    """torchrun with 2 CPU processes (gloo): one run folder, one log, a loadable model (about 20 s)."""
+    import subprocess
+    import sys
+
+    from bgedit_cli.checkpoint import load_network
+    from bgedit_cli.training.common import read_log
+
+    bundle = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "bgedit_cli",
+           "train", "segmenter", "--data", str(scenes), "--model", str(bundle), "--preset", "tiny", "--steps", "6",
+           "--batch-size", "8", "--progressive", "0.5", "--device", "cpu", "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run,) = run_folders(bundle)
+    records = read_log(run / "log.jsonl")
+    assert records[0]["world_size"] == 2 and [r["step"] for r in records if "train/loss" in r] == list(range(1, 7))
+    assert load_network(bundle / "segmenter.safetensors", "segmenter").provenance["steps"] == 6

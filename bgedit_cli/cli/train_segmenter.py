@@ -10,37 +10,43 @@ import typer
 from bgedit_cli.cli.common import DeviceOpt, ForceOpt, JsonOpt, QuietOpt, cli_command, err_console, print_json
 
 
+PRESET_DEFAULT = "the preset's"
+
+
 @cli_command
 def train_segmenter(
-    data: Annotated[Path, typer.Option("--data", help="ADE20K-layout folder (images/ and annotations/, "
-                                                      "training and validation splits)")],
-    model: Annotated[Optional[Path], typer.Option("--model", help="bundle folder; writes segmenter.safetensors "
-                                                                  "and runs/segmenter-<time>/ there "
-                                                                  "[default: $BGEDIT_HOME/models/default]")] = None,
-    preset: Annotated[Optional[str], typer.Option("--preset", help="tiny, demo or paper-256: resolution, network "
-                                                                   "size and training defaults [default: demo]")] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="total optimizer steps (with --resume too) "
-                                                                        "[default: the preset's]")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="global batch size, split over "
-                                                                                  "processes [default: the preset's]")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", min=0.0, help="peak AdamW learning rate (warm-up, then "
-                                                                      "cosine to 0) [default: the preset's]")] = None,
-    class_balance: Annotated[Optional[float], typer.Option("--class-balance", min=0.0, max=1.0,
-                                                           help="weigh class c's pixels by f_c^-P (f_c: its pixel "
-                                                                "frequency in the training maps); 0 = plain "
-                                                                "cross-entropy [default: the preset's]")] = None,
-    progressive: Annotated[Optional[float], typer.Option("--progressive", min=0.0, max=1.0,
-                                                         help="fraction of the steps trained at half resolution "
-                                                              "with 4x the images per step (same compute); 0 = off "
-                                                              "[default: the preset's]")] = None,
+    data: Annotated[Path, typer.Option(
+        "--data", help="ADE20K-layout folder (images/ and annotations/, training and validation splits)")],
+    model: Annotated[Optional[Path], typer.Option(
+        "--model", help="bundle folder: writes segmenter.safetensors and runs/segmenter-<time>/ there",
+        show_default="$BGEDIT_HOME/models/default")] = None,
+    preset: Annotated[Optional[str], typer.Option(
+        "--preset", help="tiny, demo or paper-256: resolution, network size and training defaults",
+        show_default="demo")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        "--steps", min=1, help="total optimizer steps (with --resume too)", show_default=PRESET_DEFAULT)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", min=1, help="global batch size, split over processes", show_default=PRESET_DEFAULT)] = None,
+    lr: Annotated[Optional[float], typer.Option(
+        "--lr", min=0.0, help="peak AdamW learning rate (warm-up, then cosine to 0)",
+        show_default=PRESET_DEFAULT)] = None,
+    class_balance: Annotated[Optional[float], typer.Option(
+        "--class-balance", min=0.0, max=1.0, help="weigh class c's pixels by f_c^-P (f_c: its pixel frequency in "
+        "the training maps); 0 = plain cross-entropy", show_default=PRESET_DEFAULT)] = None,
+    progressive: Annotated[Optional[float], typer.Option(
+        "--progressive", min=0.0, max=1.0, help="fraction of the steps at reduced resolution: the first half of it "
+        "at 1/4 with 16x the images per step, the rest at 1/2 with 4x (same compute); 0 = off",
+        show_default=PRESET_DEFAULT)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the bundle's latest segmenter run")] = False,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="seed for init, data order and flips [default: 0]")] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        "--seed", help="seed for init, data order and flips", show_default="0")] = None,
     device: DeviceOpt = "auto",
     workers: Annotated[int, typer.Option("--workers", min=0, help="data loading processes")] = 0,
-    eval_every: Annotated[Optional[int], typer.Option("--eval-every", min=0, help="validate every N steps (0: only "
-                                                                                  "at the end) [default: steps/10]")] = None,
-    snapshot_every: Annotated[Optional[int], typer.Option("--snapshot-every", min=0, help="save weights and state "
-                                                                                          "every N steps [default: steps/10]")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(
+        "--eval-every", min=0, help="validate every N steps (0: only at the end)", show_default="steps/10")] = None,
+    snapshot_every: Annotated[Optional[int], typer.Option(
+        "--snapshot-every", min=0, help="save weights and state every N steps (0: only at the end)",
+        show_default="steps/10")] = None,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,

@@ -35,7 +35,7 @@ STAGE = "segmenter"
 # of docs/segmenter.md.
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {"steps": 40, "batch_size": 8, "lr": 3e-3, "class_balance": 0.5, "progressive": 0.0},
-    "demo": {"steps": 2000, "batch_size": 8, "lr": 1e-2, "class_balance": 0.5, "progressive": 0.5},
+    "demo": {"steps": 2400, "batch_size": 8, "lr": 1e-2, "class_balance": 0.5, "progressive": 0.75},
     "paper-256": {"steps": 80000, "batch_size": 16, "lr": 1e-3, "class_balance": 0.5, "progressive": 0.5},
 }
 WEIGHT_IMAGES, MIN_FREQUENCY = 1000, 1e-3
@@ -223,15 +223,15 @@ def train_segmenter(opts: SegmenterTrainOptions) -> dict[str, Any]:
         state = load_state(run_dir / "state.safetensors")
     settings = resolve_settings(opts, state["settings"] if state else None)
     cfg = segmenter_preset(settings.preset)
-    local_batch = split_batch(settings.batch_size, d)
+    split_batch(settings.batch_size, d)  # the global batch must split evenly over the processes
     eval_every = opts.eval_every if opts.eval_every is not None else max(1, settings.steps // 10)
     snapshot_every = opts.snapshot_every if opts.snapshot_every is not None else max(1, settings.steps // 10)
 
     # Load data (both splits checked before anything is written).
     train_set = ADE20KDataset(opts.data, "training", resolution=cfg.resolution, flip=True, seed=settings.seed)
     val_set = ADE20KDataset(opts.data, "validation", resolution=cfg.resolution, flip=False)
-    if opts.workers == 0 and len(train_set) * 4 * cfg.resolution**2 <= CACHE_BYTES:
-        train_set = DecodedCache(train_set)
+    if opts.workers == 0 and (len(train_set) + len(val_set)) * 4 * cfg.resolution**2 <= CACHE_BYTES:
+        train_set, val_set = DecodedCache(train_set), DecodedCache(val_set)
     if len(train_set) < settings.batch_size:
         raise InputError(f"{opts.data}: {len(train_set)} training image(s), fewer than one batch of "
                          f"{settings.batch_size}; lower --batch-size or add data.")
@@ -282,8 +282,7 @@ def train_segmenter(opts: SegmenterTrainOptions) -> dict[str, Any]:
     def provenance() -> dict[str, Any]:
         return {"command": settings.command(Path(opts.data).resolve(), bundle.resolve()),
                 "data": str(Path(opts.data).resolve()), "steps": step, "preset": settings.preset,
-                "batch_size": settings.batch_size, "lr": settings.lr, "seed": settings.seed,
-                "run": str(run_dir), "val": metrics}
+                "settings": dataclasses.asdict(settings), "run": str(run_dir), "val": metrics}
 
     def save_resumable() -> None:
         if d.is_main:
