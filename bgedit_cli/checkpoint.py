@@ -78,6 +78,9 @@ class atomic_output:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
