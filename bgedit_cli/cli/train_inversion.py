@@ -44,7 +44,7 @@ def train_inversion(
     lpips_lambda: Annotated[Optional[float], _lambda("lpips", "0.8 for paper-256, 0 otherwise")] = None,
     moco_lambda: Annotated[Optional[float], _lambda("moco", "0.5 for paper-256, 0 otherwise")] = None,
     ms_ssim_lambda: Annotated[Optional[float], _lambda("ms-ssim", "0.5 for demo, 0 otherwise")] = None,
-    msl1_lambda: Annotated[Optional[float], _lambda("msl1", "0 (multi-scale L1)")] = None,
+    msl1_lambda: Annotated[Optional[float], _lambda("msl1", "1.0 for demo, 0 otherwise; multi-scale L1")] = None,
     alexnet: Annotated[Optional[Path], typer.Option("--alexnet", help="torchvision's alexnet-owt-7be5be79.pth for "
                                                                       "LPIPS (default: $BGEDIT_HOME/weights/ or the "
                                                                       "torch hub cache)")] = None,

@@ -54,8 +54,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {"steps": 40, "batch_size": 4, "lr": 1e-3, "refine_steps": 2,
              "lambdas": {"l2": 1.0, "lpips": 0.0, "moco": 0.0, "ms_ssim": 0.0, "msl1": 0.0}},
+    # demo: L2 + MS-SSIM + multi-scale L1 measured best of three weight-free sets (docs/training-inversion.md).
     "demo": {"steps": 1500, "batch_size": 8, "lr": 5e-4, "refine_steps": 3,
-             "lambdas": {"l2": 1.0, "lpips": 0.0, "moco": 0.0, "ms_ssim": 0.5, "msl1": 0.0}},
+             "lambdas": {"l2": 1.0, "lpips": 0.0, "moco": 0.0, "ms_ssim": 0.5, "msl1": 1.0}},
     # HyperStyle's README training command: batch 8, lr 1e-4, 5 iterations per batch, 500k steps max.
     "paper-256": {"steps": 500_000, "batch_size": 8, "lr": 1e-4, "refine_steps": 5,
                   "lambdas": {"l2": 1.0, "lpips": 0.8, "moco": 0.5, "ms_ssim": 0.0, "msl1": 0.0}},
