@@ -70,14 +70,18 @@ def upfirdn2d(
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])  # (N, C, H, up, W, up)
         x = x.reshape(n, c, h * up, w * up)
     p0, p1 = pad
-    x = F.pad(x, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
-    if p0 < 0 or p1 < 0:
-        hh, ww = x.shape[2], x.shape[3]
-        x = x[:, :, max(-p0, 0) : hh - max(-p1, 0), max(-p0, 0) : ww - max(-p1, 0)]
+    conv_pad = 0
+    if p0 == p1 and p0 > 0:
+        conv_pad = p0  # symmetric: the convolution pads, no padded copy of x
+    else:
+        x = F.pad(x, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
+        if p0 < 0 or p1 < 0:
+            hh, ww = x.shape[2], x.shape[3]
+            x = x[:, :, max(-p0, 0) : hh - max(-p1, 0), max(-p0, 0) : ww - max(-p1, 0)]
     k = f.shape[-1]
     weight = f.flip([0, 1]).to(x.dtype)[None, None].expand(c, 1, k, k)  # (C, 1, k, k)
     # Depthwise convs run ~3x faster on CPU in channels-last layout (the copy is cheaper than the gain).
-    x = F.conv2d(x.contiguous(memory_format=torch.channels_last), weight, groups=c)
+    x = F.conv2d(x.contiguous(memory_format=torch.channels_last), weight, padding=conv_pad, groups=c)
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x
@@ -106,19 +110,24 @@ def modulated_conv2d(
     demodulate: bool = True,
     up: bool = False,
     resample_filter: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    gain: float = 1.0,
     fused: bool | None = None,
 ) -> torch.Tensor:
-    """StyleGAN2 modulated convolution.
+    """StyleGAN2 modulated convolution, returning `gain * (conv(x) + bias)`.
 
     x: [N, I, H, W]; weight: [O, I, k, k], already multiplied by its gain (or not: demodulation cancels
     any constant gain); styles: [N, I]; weight_delta: [N, O, I, k, k] or None, applied as
     `weight * (1 + weight_delta)` per sample before modulation (HyperStyle). `up` doubles the
-    resolution with a stride-2 transposed convolution followed by the FIR filter.
-    Returns [N, O, H', W'] (H' = 2H with `up`, else H; padding keeps the size).
+    resolution with a stride-2 transposed convolution followed by the FIR filter. bias: [O] or None.
+    Returns [N, O, H', W'] (H' = 2H with `up`, else H; padding keeps the size), channels-last on the
+    shared-weight path.
 
     `fused=True` folds styles into per-sample weights and runs one grouped convolution; `fused=False`
-    scales activations instead and runs one shared convolution (faster for a batch, impossible with
-    per-sample deltas). The default picks fused only when deltas are given.
+    scales activations instead and runs one shared convolution (impossible with per-sample deltas).
+    The default picks fused when deltas are given, and for a single sample when the weight is smaller
+    than the input (then modulating the weight is the cheaper pass). Demodulation, bias and gain are
+    folded into one pass over the output (or into the weights), never one pass each.
     """
     n, in_ch, _, _ = x.shape
     out_ch, _, kh, kw = weight.shape
@@ -126,38 +135,68 @@ def modulated_conv2d(
     if weight_delta is not None:
         assert_shape(weight_delta, [n, out_ch, in_ch, kh, kw], "weight_delta")
     if fused is None:
-        fused = weight_delta is not None
+        fused = weight_delta is not None or (n == 1 and weight.numel() <= x.numel())
     if weight_delta is not None and not fused:
         raise ValueError("per-sample weight deltas need the fused (grouped) path")
+    if up:
+        assert resample_filter is not None, "up=True needs resample_filter"
 
     if fused:
         w = weight.unsqueeze(0)  # (1, O, I, k, k)
         if weight_delta is not None:
             w = w * (1.0 + weight_delta)  # (N, O, I, k, k)
         w = w * styles.reshape(n, 1, in_ch, 1, 1)  # (N, O, I, k, k)
-        if demodulate:
-            w = w * (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
-        x = x.reshape(1, n * in_ch, *x.shape[2:])
-        if up:
-            w = w.transpose(1, 2).reshape(n * in_ch, out_ch, kh, kw)  # (N*I, O, k, k)
-            x = F.conv_transpose2d(x, w, stride=2, groups=n)
+        scale = (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt() if demodulate else None
+        if gain != 1.0:
+            scale = gain if scale is None else scale * gain
+        if scale is not None:
+            w = w * scale
+        conv_bias = None
+        if bias is not None and not up:
+            conv_bias = (bias * gain).repeat(n)
+        if n == 1:
+            x = x.contiguous(memory_format=torch.channels_last)
+            w = w[0]
+            if up:
+                x = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)
+            else:
+                x = F.conv2d(x, w, conv_bias, padding=kh // 2)
         else:
-            x = F.conv2d(x, w.reshape(n * out_ch, in_ch, kh, kw), padding=kh // 2, groups=n)
-        x = x.reshape(n, out_ch, *x.shape[2:])
-    else:
-        # Channels-last: ~20% faster 3x3 convs and ~3x faster transposed convs on CPU (oneDNN).
-        x = (x * styles.reshape(n, in_ch, 1, 1).to(x.dtype)).contiguous(memory_format=torch.channels_last)
+            x = x.contiguous().reshape(1, n * in_ch, *x.shape[2:])
+            if up:
+                w = w.transpose(1, 2).reshape(n * in_ch, out_ch, kh, kw)  # (N*I, O, k, k)
+                x = F.conv_transpose2d(x, w, stride=2, groups=n)
+            else:
+                x = F.conv2d(x, w.reshape(n * out_ch, in_ch, kh, kw), conv_bias, padding=kh // 2, groups=n)
+            x = x.reshape(n, out_ch, *x.shape[2:])
         if up:
-            x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
-        else:
-            x = F.conv2d(x, weight, padding=kh // 2)
-        if demodulate:
-            dcoefs = styles.square() @ weight.square().sum(dim=[2, 3]).t()  # (N, O)
-            x = x * (dcoefs + 1e-8).rsqrt().reshape(n, out_ch, 1, 1)
+            x = _blur_after_transposed_conv(x, resample_filter, kh)
+            if bias is not None:
+                x = x + (bias * gain).reshape(1, -1, 1, 1).to(x.dtype)
+        return x
 
+    # Channels-last: ~20% faster 3x3 convs and ~3x faster transposed convs on CPU (oneDNN).
+    x = (x * styles.reshape(n, in_ch, 1, 1).to(x.dtype)).contiguous(memory_format=torch.channels_last)
+    if not demodulate and not up:
+        x = F.conv2d(x, weight * gain if gain != 1.0 else weight, None if bias is None else bias * gain,
+                     padding=kh // 2)
+        return x
     if up:
-        assert resample_filter is not None, "up=True needs resample_filter"
-        # The transposed conv gave 2H + k - 2 pixels; the blur trims them back to 2H.
-        p = (resample_filter.shape[-1] - 2) - (kh - 1)
-        x = upfirdn2d(x, resample_filter * 4, pad=((p + 1) // 2 + 1, p // 2 + 1))
-    return x
+        x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+        # The blur is linear and per channel, so demodulation and bias can follow it.
+        x = _blur_after_transposed_conv(x, resample_filter, kh)
+    else:
+        x = F.conv2d(x, weight, padding=kh // 2)
+    scale = torch.full((n, out_ch), gain, device=x.device, dtype=x.dtype)
+    if demodulate:
+        dcoefs = styles.square() @ weight.square().sum(dim=[2, 3]).t()  # (N, O)
+        scale = (dcoefs + 1e-8).rsqrt().to(x.dtype) * gain
+    if bias is None:
+        return x * scale.reshape(n, out_ch, 1, 1)
+    return torch.addcmul((bias * gain).reshape(1, -1, 1, 1).to(x.dtype), x, scale.reshape(n, out_ch, 1, 1))
+
+
+def _blur_after_transposed_conv(x: torch.Tensor, f: torch.Tensor, k: int) -> torch.Tensor:
+    """The stride-2 transposed conv gave 2H + k - 2 pixels; the FIR blur (gain 4) trims them back to 2H."""
+    p = (f.shape[-1] - 2) - (k - 1)
+    return upfirdn2d(x, f * 4, pad=((p + 1) // 2 + 1, p // 2 + 1))

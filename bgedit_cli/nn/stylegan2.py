@@ -17,11 +17,13 @@ import math
 from typing import Literal, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bgedit_cli.config import Config
 from bgedit_cli.errors import ConfigError
 from bgedit_cli.nn.ops import (
+    LRELU_GAIN,
     assert_shape,
     bias_lrelu,
     fir_filter,
@@ -32,6 +34,7 @@ from bgedit_cli.nn.ops import (
 )
 
 NoiseMode = Literal["const", "random", "none"]
+CPU_TILE_BYTES = 48 * 2**20  # activations per tile on CPU (see SynthesisNetwork.forward)
 NOISE_MODES = ("const", "random", "none")
 
 
@@ -176,15 +179,19 @@ class SynthesisLayer(nn.Module):
                 noise_mode: NoiseMode = "const", weight_delta: torch.Tensor | None = None,
                 fused: bool | None = None) -> torch.Tensor:
         styles = self.affine(w)
+        # lrelu(g * y) = g * lrelu(y) for g > 0: the activation gain is folded into the conv's output scale,
+        # so after the conv only the noise add and the in-place activation touch the activations.
         x = modulated_conv2d(x, self.weight * self.weight_gain, styles, weight_delta=weight_delta, up=self.up,
-                             resample_filter=resample_filter, fused=fused)
-        bias = self.bias.reshape(-1, 1, 1)  # noise and bias are added in one pass
+                             resample_filter=resample_filter, bias=self.bias, gain=LRELU_GAIN, fused=fused)
         if noise_mode == "const":
-            bias = bias + self.noise_const * self.noise_strength  # (C, H, W)
+            x = x.add_((self.noise_const * (self.noise_strength * LRELU_GAIN)).to(x.dtype))
         elif noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
-            bias = bias + noise * self.noise_strength  # (N, C, H, W)
-        return bias_lrelu(x, bias, self.conv_clamp)
+            x = x.add_(noise * (self.noise_strength * LRELU_GAIN))
+        x = F.leaky_relu(x, 0.2, inplace=True)
+        if self.conv_clamp is not None:
+            x = x.clamp(-self.conv_clamp, self.conv_clamp)
+        return x
 
 
 class ToRGB(nn.Module):
@@ -200,8 +207,7 @@ class ToRGB(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = self.affine(w)
-        x = modulated_conv2d(x, self.weight * self.weight_gain, styles, demodulate=False)
-        x = x + self.bias.reshape(1, -1, 1, 1)
+        x = modulated_conv2d(x, self.weight * self.weight_gain, styles, demodulate=False, bias=self.bias)
         if self.conv_clamp is not None:
             x = x.clamp(-self.conv_clamp, self.conv_clamp)
         return x
@@ -243,18 +249,43 @@ class SynthesisNetwork(nn.Module):
         n = ws.shape[0]
         f = self.resample_filter
         x = self.const.unsqueeze(0).expand(n, -1, -1, -1)
-
-        def conv(j: int, x: torch.Tensor) -> torch.Tensor:
-            return self.convs[j](x, ws[:, j], f, noise_mode=noise_mode, weight_delta=deltas.get(f"convs.{j}"),
-                                 fused=fused)
-
-        x = conv(0, x)
+        x = self.convs[0](x, ws[:, 0], f, noise_mode=noise_mode, weight_delta=deltas.get("convs.0"), fused=fused)
         img = self.torgbs[0](x, ws[:, 1])
-        for k in range(1, len(self.torgbs)):
-            x = conv(2 * k - 1, x)
-            x = conv(2 * k, x)
+        opts = dict(noise_mode=noise_mode, fused=fused)
+        start, chunk = self._cpu_tiling(n, x.device)
+        x, img = self._blocks(x, img, ws, deltas, range(1, start), **opts)
+        if start == len(self.torgbs):
+            return img
+        # On CPU the high-resolution blocks are memory-bound: from the first block whose activations for the
+        # whole batch outgrow a cache-sized tile, the rest runs on slices of the batch (weights shared, never
+        # copied; each slice is still a batch). On CUDA the whole batch always goes at once.
+        return torch.cat([
+            self._blocks(x[i:i + chunk], img[i:i + chunk], ws[i:i + chunk],
+                         {name: d[i:i + chunk] for name, d in deltas.items()}, range(start, len(self.torgbs)),
+                         **opts)[1]
+            for i in range(0, n, chunk)
+        ])
+
+    def _blocks(self, x: torch.Tensor, img: torch.Tensor, ws: torch.Tensor, deltas: Mapping[str, torch.Tensor],
+                ks: range, *, noise_mode: NoiseMode, fused: bool | None) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.resample_filter
+        for k in ks:
+            for j in (2 * k - 1, 2 * k):
+                x = self.convs[j](x, ws[:, j], f, noise_mode=noise_mode, weight_delta=deltas.get(f"convs.{j}"),
+                                  fused=fused)
             img = upsample2d(img, f) + self.torgbs[k](x, ws[:, 2 * k + 1])
-        return img
+        return x, img
+
+    def _cpu_tiling(self, n: int, device: torch.device) -> tuple[int, int]:
+        """(first block to run in slices, slice size); (number of blocks, n) when no tiling applies."""
+        num_blocks = len(self.torgbs)
+        if device.type != "cpu" or n == 1:
+            return num_blocks, n
+        per_sample = [4 * ch * res * res for ch, res in zip(self.cfg.channels, self.cfg.resolutions)]
+        for k in range(1, num_blocks):
+            if n * per_sample[k] > CPU_TILE_BYTES:
+                return k, max(1, CPU_TILE_BYTES // max(per_sample[k:]))
+        return num_blocks, n
 
 
 class Generator(nn.Module):
