@@ -53,11 +53,13 @@ PNG_LEVEL = 1  # zlib level: PNG encoding otherwise dominates the run time
  DOOR, ROAD, MARKING, ROCK) = range(20)
 MATERIALS = ("sky", "mountain", "hill", "sea", "lake", "river", "grass", "field", "earth", "sand", "conifer",
              "leafy", "trunk", "wall", "roof", "window", "door", "road", "marking", "rock")
-# Per material: texture strength, relief (left/right shading) strength, takes snow (0..1).
+# Per material: texture strength, relief (left/right shading) strength, and the most snow it takes (0..1):
+# below 1 the material's own colour and texture show through the snow, so what lies under it (grass,
+# earth, field, sand) can still be told apart, as its label requires.
 _TEX = np.array([0, .55, .35, .25, .25, .25, .55, .5, .5, .35, .5, .6, .4, .12, .2, .05, .1, .25, .05, .6], np.float32)
 _RELIEF = np.array([0, .55, .35, 0, 0, 0, 0, 0, 0, 0, .45, .5, .3, .35, .25, .1, 0, 0, 0, .6], np.float32)
 _UPRIGHT = np.isin(np.arange(len(MATERIALS)), (CONIFER, LEAFY, TRUNK, WALL, ROOF, WINDOW, DOOR, ROCK))
-_SNOW = np.array([0, 0, .9, 0, 0, 0, 1, .9, .9, .6, .55, .5, 0, 0, .9, 0, 0, .35, 0, .5], np.float32)
+_SNOW = np.array([0, 0, .8, 0, 0, 0, .8, .7, .62, .5, .55, .5, 0, 0, .9, 0, 0, .35, 0, .5], np.float32)
 
 
 def _is_water(mat: np.ndarray) -> np.ndarray:
@@ -340,7 +342,9 @@ def layout(content: dict, R: int) -> Layout:
             put(gnd, (yg >= shore[None, :]) & (yg < beach[None, :]), SAND, "sand")
         near_limit = float(beach.max())
     elif water == "lake":
-        far = hz + rng.uniform(0.0, 0.12) * (R - hz) + np.abs(fbm1(rng, R, 4, 3)) * 0.03 * R * (rng.random() < .6)
+        # A lake always shows its far shore (at least ~2 px at 64 px): water that reaches the horizon is the sea.
+        far = hz + max(0.035 * R, rng.uniform(0.04, 0.14) * (R - hz)) \
+            + np.abs(fbm1(rng, R, 4, 3)) * 0.03 * R * (rng.random() < .6)
         near = hz + rng.uniform(0.3, 0.75) * (R - hz) + fbm1(rng, R, 3, 4) * 0.07 * R
         put(gnd, (yg >= far[None, :]) & (yg < near[None, :]), LAKE, "water")
         near_limit = float(near.max())
@@ -742,7 +746,7 @@ def paint(L: Layout, style: dict) -> np.ndarray:
     # roofs, rocks and tree tops for snowy looks.
     snow = np.zeros((R, R), np.float32)
     if style["snow"] > 0:
-        cover = np.clip(style["snow"] * np.take(_SNOW, mat) * (1.2 + 0.8 * tex) - 0.2, 0, 1)
+        cover = np.clip(style["snow"] * (1.2 + 0.8 * tex) - 0.2, 0, 1) * np.take(_SNOW, mat)
         snow = np.where(is_tree, cover * _smoothstep(-0.3, 0.5, tex + 0.6 * lit_nx + 0.5 * L.elev - 0.3), cover)
     cap = style["snowcap"]
     if cap > 0 and hz > 0:
