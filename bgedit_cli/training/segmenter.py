@@ -35,7 +35,7 @@ STAGE = "segmenter"
 # of docs/segmenter.md.
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {"steps": 40, "batch_size": 8, "lr": 3e-3, "class_balance": 0.5, "progressive": 0.0},
-    "demo": {"steps": 2400, "batch_size": 8, "lr": 1e-2, "class_balance": 0.5, "progressive": 0.75},
+    "demo": {"steps": 4600, "batch_size": 8, "lr": 1e-2, "class_balance": 0.5, "progressive": 0.5},
     "paper-256": {"steps": 80000, "batch_size": 16, "lr": 1e-3, "class_balance": 0.5, "progressive": 0.5},
 }
 WEIGHT_IMAGES, MIN_FREQUENCY = 1000, 1e-3
