@@ -11,6 +11,7 @@ Commands take `--model DIR`; the default is `$BGEDIT_HOME/models/default` with `
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -67,9 +68,12 @@ def new_run_dir(bundle: Path, stage: str) -> Path:
 
 
 def latest_run_dir(bundle: Path, stage: str) -> Path | None:
-    """The newest run folder of `stage` that holds a resumable state, or None."""
+    """The newest run folder of exactly `stage` (`<stage>-<YYYYmmdd-HHMMSS>[-k]`, so `inversion` never takes an
+    `inversion-baseline-...` run) that holds a resumable state, or None."""
+    pattern = re.compile(rf"^{re.escape(stage)}-\d{{8}}-\d{{6}}(-\d+)?$")
     runs = sorted(
-        (p for p in (Path(bundle) / "runs").glob(f"{stage}-*") if (p / "state.safetensors").is_file()),
+        (p for p in (Path(bundle) / "runs").glob(f"{stage}-*")
+         if pattern.match(p.name) and (p / "state.safetensors").is_file()),
         key=lambda p: (p / "state.safetensors").stat().st_mtime,
     )
     return runs[-1] if runs else None

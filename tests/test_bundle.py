@@ -68,3 +68,14 @@ def test_run_folders(tmp_path):
     os.utime(b / "state.safetensors", (now - 60, now - 60))
     assert latest_run_dir(tmp_path, "segmenter") == a  # the most recently saved state wins
     assert latest_run_dir(tmp_path, "generator") is None  # other stages are separate
+
+
+def test_run_folders_match_the_stage_exactly(tmp_path):
+    """`inversion` never resumes an `inversion-baseline-...` run (one stage name is a prefix of the other)."""
+    base = new_run_dir(tmp_path, "inversion-baseline")
+    (base / "state.safetensors").write_bytes(b"b")
+    assert latest_run_dir(tmp_path, "inversion") is None
+    assert latest_run_dir(tmp_path, "inversion-baseline") == base
+    own = new_run_dir(tmp_path, "inversion")
+    (own / "state.safetensors").write_bytes(b"p")
+    assert latest_run_dir(tmp_path, "inversion") == own

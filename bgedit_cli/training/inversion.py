@@ -42,6 +42,7 @@ from typing import Any, Iterator
 
 import torch
 
+from bgedit_cli.bundle import latest_run_dir
 from bgedit_cli.errors import InputError
 
 STAGE = "inversion"
@@ -186,18 +187,12 @@ def resolve_settings(opts: InversionTrainOptions, saved: dict[str, Any] | None) 
 def resume_run_dir(bundle: Path, stage: str, d) -> Path:
     """The newest run folder of exactly `stage` with a saved state (`inversion-<time>` never matches an
     `inversion-baseline-<time>` run), decided on rank 0 and shared with the other ranks."""
-    import re
-
     path = None
     if d.is_main:
-        pattern = re.compile(rf"^{re.escape(stage)}-\d{{8}}-\d{{6}}(-\d+)?$")
-        runs = sorted((p for p in (Path(bundle) / "runs").glob(f"{stage}-*")
-                       if pattern.match(p.name) and (p / "state.safetensors").is_file()),
-                      key=lambda p: (p / "state.safetensors").stat().st_mtime)
-        if not runs:
+        path = latest_run_dir(bundle, stage)
+        if path is None:
             raise InputError(f"--resume: no {stage} run with a saved state under {Path(bundle) / 'runs'}; "
                              "start without --resume.")
-        path = runs[-1]
     if d.enabled:
         import torch.distributed as dist
 
