@@ -291,3 +291,13 @@ class StopRequest:
             flag = flag.cuda()
         dist.all_reduce(flag)
         return bool(flag.item() > 0)
+
+
+def save_snapshot(net: torch.nn.Module, kind: str, out_path: Path, run_dir: Path, name: str, step: int,
+                  provenance: dict[str, Any]) -> None:
+    """Write the network to the bundle (`out_path`, replacing it) and to `RUN/snapshots/<name>-<step>.safetensors`."""
+    from bgedit_cli.checkpoint import save_network
+
+    save_network(out_path, net, kind=kind, provenance=provenance, force=True)
+    save_network(Path(run_dir) / "snapshots" / f"{name}-{step:06d}.safetensors", net, kind=kind,
+                 provenance=provenance, force=True)

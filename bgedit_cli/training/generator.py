@@ -503,14 +503,14 @@ def train_generator(opts: GeneratorTrainOptions) -> dict[str, Any]:
     from torch.utils.data import DataLoader
 
     from bgedit_cli.bundle import bundle_file
-    from bgedit_cli.checkpoint import check_writable, save_network
+    from bgedit_cli.checkpoint import check_writable
     from bgedit_cli.data.ade20k import ADE20KDataset
     from bgedit_cli.io import save_png
     from bgedit_cli.metrics.swd import SWDReference, SWDSettings
     from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS
-    from bgedit_cli.training.common import (EpochBatchSampler, RunLog, StopRequest, TrainingInterrupted,
-                                            TrainProgress, init_distributed, run_dir_for, split_batch,
-                                            train_device)
+    from bgedit_cli.training.common import (EpochBatchSampler, RunLog, StopRequest, TrainProgress,
+                                            TrainingInterrupted, init_distributed, run_dir_for, save_snapshot,
+                                            split_batch, train_device)
     from bgedit_cli.training.state import load_state, rng_state, save_state, seed_everything, set_rng_state
 
     # Devices and processes (torchrun sets WORLD_SIZE > 1 for DDP).
@@ -613,9 +613,7 @@ def train_generator(opts: GeneratorTrainOptions) -> dict[str, Any]:
             last_swd = swd_ref(generate_images(G_ema, swd_z, local_batch * 4, device))
             grid = generate_images(G_ema, grid_z, local_batch * 4, device)
             save_png(run_dir / "samples" / f"fakes-{step:06d}.png", image_grid(grid, cfg.grid_cols), force=True)
-            save_network(run_dir / "snapshots" / f"{STAGE}-{step:06d}.safetensors", G_ema, kind=STAGE,
-                         provenance=provenance(), force=True)
-            save_network(out_path, G_ema, kind=STAGE, provenance=provenance(), force=True)
+            save_snapshot(G_ema, STAGE, out_path, run_dir, STAGE, step, provenance())
             log.write(step=step, event="snapshot", kimg=round(step * cfg.batch_size / 1000, 3),
                       minutes=round((time.time() - log.t0) / 60, 3), snapshot_seconds=round(time.time() - t, 2),
                       fid=fid_status(), swd_settings={"images": swd_ref.num_images, **swd_ref.settings.to_dict()},

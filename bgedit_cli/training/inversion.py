@@ -299,14 +299,15 @@ def train_inversion(opts: InversionTrainOptions) -> dict[str, Any]:
     from torch.utils.data import DataLoader
 
     from bgedit_cli.bundle import bundle_file
-    from bgedit_cli.checkpoint import check_writable, file_sha256, load_network, save_network
+    from bgedit_cli.checkpoint import check_writable, file_sha256, load_network
     from bgedit_cli.data.ade20k import ADE20KDataset
     from bgedit_cli.io import one_hot_seg, save_png
     from bgedit_cli.losses import LossLambdas, build_inversion_loss
     from bgedit_cli.nn.inversion import build_inversion
     from bgedit_cli.pipelines.evaluate_mixing import reconstruction_scores
-    from bgedit_cli.training.common import (EpochBatchSampler, RunLog, StopRequest, TrainingInterrupted,
-                                            TrainProgress, init_distributed, run_dir_for, split_batch, train_device)
+    from bgedit_cli.training.common import (EpochBatchSampler, RunLog, StopRequest, TrainProgress,
+                                            TrainingInterrupted, init_distributed, run_dir_for, save_snapshot,
+                                            split_batch, train_device)
     from bgedit_cli.training.state import load_state, rng_state, save_state, seed_everything, set_rng_state
 
     # Devices and processes (torchrun sets WORLD_SIZE > 1 for DDP).
@@ -418,9 +419,7 @@ def train_inversion(opts: InversionTrainOptions) -> dict[str, Any]:
 
     def snapshot() -> None:
         if d.is_main:
-            save_network(out_path, net, kind=STAGE, provenance=provenance(), force=True)
-            save_network(run_dir / "snapshots" / f"{stage}-{step:06d}.safetensors", net, kind=STAGE,
-                         provenance=provenance(), force=True)
+            save_snapshot(net, STAGE, out_path, run_dir, stage, step, provenance())
         save_resumable()
 
     def run_eval() -> None:

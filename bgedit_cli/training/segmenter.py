@@ -202,11 +202,11 @@ def evaluate(net: torch.nn.Module, dataset: torch.utils.data.Dataset, *, batch_s
 def train_segmenter(opts: SegmenterTrainOptions) -> dict[str, Any]:
     """Run (or resume) a segmenter training; returns a summary (paths, settings, final validation scores)."""
     from bgedit_cli.bundle import BUNDLE_FILES, bundle_file
-    from bgedit_cli.checkpoint import check_writable, save_network
+    from bgedit_cli.checkpoint import check_writable
     from bgedit_cli.data.ade20k import ADE20KDataset
     from bgedit_cli.nn.segmenter import Segmenter, segmenter_preset
-    from bgedit_cli.training.common import (RunLog, StopRequest, TrainingInterrupted, TrainProgress,
-                                            all_reduce_mean, init_distributed, resumable_batches, run_dir_for,
+    from bgedit_cli.training.common import (RunLog, StopRequest, TrainProgress, TrainingInterrupted, all_reduce_mean,
+                                            init_distributed, resumable_batches, run_dir_for, save_snapshot,
                                             split_batch, train_device)
     from bgedit_cli.training.state import load_state, rng_state, save_state, seed_everything, set_rng_state
 
@@ -295,9 +295,7 @@ def train_segmenter(opts: SegmenterTrainOptions) -> dict[str, Any]:
 
     def snapshot() -> None:
         if d.is_main:
-            save_network(out_path, net, kind=STAGE, provenance=provenance(), force=True)
-            save_network(run_dir / "snapshots" / f"{STAGE}-{step:06d}.safetensors", net, kind=STAGE,
-                         provenance=provenance(), force=True)
+            save_snapshot(net, STAGE, out_path, run_dir, STAGE, step, provenance())
         save_resumable()
 
     def run_eval() -> None:
