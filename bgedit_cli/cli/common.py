@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable, TypeVar
+from typing import Annotated, Any, Callable, Iterable, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,6 +24,21 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing outp
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
+
+# Options every `bgedit train <stage>` command takes (None = the preset's value).
+PRESET_DEFAULT = "the preset's"
+PresetOpt = Annotated[Optional[str], typer.Option(
+    "--preset", help="tiny, demo or paper-256: resolution, network sizes and training defaults", show_default="demo")]
+StepsOpt = Annotated[Optional[int], typer.Option(
+    "--steps", min=1, help="total optimizer steps, counted from the start of the run (with --resume too)",
+    show_default=PRESET_DEFAULT)]
+TrainBatchOpt = Annotated[Optional[int], typer.Option(
+    "--batch-size", min=1, help="global batch size, split over processes", show_default=PRESET_DEFAULT)]
+SeedOpt = Annotated[Optional[int], typer.Option(
+    "--seed", help="seed of every random draw: initialization, data order, flips (and latents, noise)",
+    show_default="0")]
+ResumeOpt = Annotated[bool, typer.Option(
+    "--resume", help="continue this stage's latest run in the bundle (runs/<stage>-<time>/state.safetensors)")]
 
 
 def cli_command(fn: F) -> F:
@@ -44,6 +59,17 @@ def cli_command(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def report_training(summary: dict[str, Any], json_out: bool, quiet: bool, line: Callable[[dict], str]) -> None:
+    """Print a training summary: JSON on stdout with --json, else `line(summary)` on stderr unless --quiet.
+    Under torchrun only rank 0 reports."""
+    if not summary["is_main"]:
+        return
+    if json_out:
+        print_json(summary)
+    elif not quiet:
+        err_console.print(line(summary))
 
 
 def resolve_device(name: str) -> "torch.device":  # noqa: F821

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from bgedit_cli.cli.common import DeviceOpt, ForceOpt, JsonOpt, QuietOpt, cli_command, err_console, print_json
+from bgedit_cli.cli.common import (DeviceOpt, ForceOpt, JsonOpt, PresetOpt, QuietOpt, ResumeOpt, SeedOpt, StepsOpt,
+                                   TrainBatchOpt, cli_command, report_training)
 
 
 @cli_command
@@ -17,16 +18,11 @@ def train_generator(
     model: Annotated[Optional[Path], typer.Option(
         "--model", help="bundle folder; writes generator.safetensors (the EMA generator) and "
                         "runs/generator-<time>/ (default: $BGEDIT_HOME/models/default)")] = None,
-    preset: Annotated[Optional[str], typer.Option(
-        "--preset", help="tiny, demo or paper-256: resolution, network size and training defaults "
-                         "(default: demo)")] = None,
-    steps: Annotated[Optional[int], typer.Option(
-        "--steps", min=1, help="total steps, counted from the start of the run (with --resume too) "
-                               "(default: the preset's)")] = None,
+    preset: PresetOpt = None,
+    steps: StepsOpt = None,
     kimg: Annotated[Optional[float], typer.Option(
         "--kimg", min=0.001, help="length in thousands of real images shown to D, instead of --steps")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(
-        "--batch-size", min=1, help="global batch size, split over processes (default: the preset's)")] = None,
+    batch_size: TrainBatchOpt = None,
     lr: Annotated[Optional[float], typer.Option(
         "--lr", min=0.0, help="Adam learning rate of G and D (default: the preset's)")] = None,
     r1_gamma: Annotated[Optional[float], typer.Option(
@@ -38,9 +34,8 @@ def train_generator(
                           "adaptive probability) (default: none)")] = None,
     precision: Annotated[str, typer.Option(
         "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 or fp16 (CUDA only)")] = "auto",
-    resume: Annotated[bool, typer.Option("--resume", help="continue the bundle's latest generator run")] = False,
-    seed: Annotated[Optional[int], typer.Option(
-        "--seed", help="seed for init, latents, data order and flips (default: 0)")] = None,
+    resume: ResumeOpt = False,
+    seed: SeedOpt = None,
     device: DeviceOpt = "auto",
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=0, help="data loading processes (default: 0 on CPU, 4 on CUDA)")] = None,
@@ -67,14 +62,11 @@ def train_generator(
                                  augment=augment, seed=seed, resume=resume, device=device, precision=precision,
                                  workers=workers, snapshot_every=snapshot_every, time_limit_min=time_limit,
                                  force=force, progress=not quiet)
-    summary = run_training(opts)
-    if not summary["is_main"]:  # torchrun: rank 0 reports
-        return
-    if json_out:
-        print_json(summary)
-    elif not quiet:
-        swd = summary["swd"].get("swd/avg", float("nan"))
-        how = " (time limit)" if summary["stopped_by_time"] else ""
-        err_console.print(f"Trained {summary['steps']} steps{how} ({summary['kimg']} kimg) in "
-                          f"{summary['wall_seconds'] / 60:.1f} min: SWD avg {swd:.2f} (x1e3). Wrote "
-                          f"{summary['model']} (run {summary['run']}).")
+    report_training(run_training(opts), json_out, quiet, _summary_line)
+
+
+def _summary_line(summary: dict) -> str:
+    swd = summary["swd"].get("swd/avg", float("nan"))
+    how = " (time limit)" if summary["stopped_by_time"] else ""
+    return (f"Trained {summary['steps']} steps{how} ({summary['kimg']} kimg) in {summary['wall_seconds'] / 60:.1f} "
+            f"min: SWD avg {swd:.2f} (x1e3). Wrote {summary['model']} (run {summary['run']}).")

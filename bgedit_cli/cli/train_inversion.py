@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from bgedit_cli.cli.common import DeviceOpt, ForceOpt, JsonOpt, QuietOpt, cli_command, err_console, print_json
+from bgedit_cli.cli.common import (DeviceOpt, ForceOpt, JsonOpt, PresetOpt, QuietOpt, ResumeOpt, SeedOpt, StepsOpt,
+                                   TrainBatchOpt, cli_command, report_training)
 
 
 def _lambda(name: str, default: str) -> typer.Option:
@@ -23,15 +24,12 @@ def train_inversion(
                                                                   "runs/ there (default: $BGEDIT_HOME/models/default)")] = None,
     variant: Annotated[str, typer.Option("--variant", help="proposed (image + seg encoders, two hypernetworks) or "
                                                            "baseline (StyleTransformer + HyperStyle)")] = "proposed",
-    preset: Annotated[Optional[str], typer.Option("--preset", help="tiny, demo or paper-256: network sizes, losses "
-                                                                   "and training defaults (default: demo)")] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="total optimizer steps (with --resume too) "
-                                                                        "(default: the preset's)")] = None,
+    preset: PresetOpt = None,
+    steps: StepsOpt = None,
     refine_steps: Annotated[Optional[int], typer.Option("--refine-steps", min=0, help="HyperStyle refinement "
                                                                                       "iterations per batch (default: "
                                                                                       "the preset's, 3 for demo)")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="global batch size, split over "
-                                                                                  "processes (default: the preset's)")] = None,
+    batch_size: TrainBatchOpt = None,
     lr: Annotated[Optional[float], typer.Option("--lr", min=0.0, help="peak Adam learning rate (warm-up, then cosine "
                                                                       "to 10%) (default: the preset's)")] = None,
     schedule: Annotated[Optional[str], typer.Option("--schedule", help="joint (encoders and hypernetworks every "
@@ -52,8 +50,8 @@ def train_inversion(
                                                                 "$BGEDIT_HOME/weights/)")] = None,
     generator: Annotated[Optional[Path], typer.Option("--generator", help="use this generator file instead of the "
                                                                           "bundle's")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue the bundle's latest run of this variant")] = False,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="seed for init, data order and flips (default: 0)")] = None,
+    resume: ResumeOpt = False,
+    seed: SeedOpt = None,
     device: DeviceOpt = "auto",
     precision: Annotated[str, typer.Option("--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 "
                                                                "or bf16")] = "auto",
@@ -80,14 +78,12 @@ def train_inversion(
                                  alexnet=alexnet, moco=moco, generator=generator, resume=resume, device=device,
                                  precision=precision, workers=workers, eval_every=eval_every, eval_images=eval_images,
                                  snapshot_every=snapshot_every, force=force, progress=not quiet)
-    summary = run_training(opts)
-    if not summary["is_main"]:  # torchrun: rank 0 reports
-        return
-    if json_out:
-        print_json(summary)
-    elif not quiet:
-        val = summary["val"]
-        err_console.print(f"Trained {summary['steps']} steps in {summary['wall_seconds'] / 60:.1f} min: validation "
-                          f"L2 {val.get('l2', float('nan')):.4f}, PSNR {val.get('psnr', float('nan')):.2f} dB, "
-                          f"MS-SSIM {val.get('ms_ssim', float('nan')):.4f} after {val.get('steps', 0)} refinement "
-                          f"steps. Wrote {summary['model']} (run {summary['run']}).")
+    report_training(run_training(opts), json_out, quiet, _summary_line)
+
+
+def _summary_line(summary: dict) -> str:
+    val = summary["val"]
+    return (f"Trained {summary['steps']} steps in {summary['wall_seconds'] / 60:.1f} min: validation L2 "
+            f"{val.get('l2', float('nan')):.4f}, PSNR {val.get('psnr', float('nan')):.2f} dB, MS-SSIM "
+            f"{val.get('ms_ssim', float('nan')):.4f} after {val.get('steps', 0)} refinement steps. Wrote "
+            f"{summary['model']} (run {summary['run']}).")

@@ -7,10 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from bgedit_cli.cli.common import DeviceOpt, ForceOpt, JsonOpt, QuietOpt, cli_command, err_console, print_json
-
-
-PRESET_DEFAULT = "the preset's"
+from bgedit_cli.cli.common import (PRESET_DEFAULT, DeviceOpt, ForceOpt, JsonOpt, PresetOpt, QuietOpt, ResumeOpt, SeedOpt,
+                                   StepsOpt, TrainBatchOpt, cli_command, report_training)
 
 
 @cli_command
@@ -20,13 +18,9 @@ def train_segmenter(
     model: Annotated[Optional[Path], typer.Option(
         "--model", help="bundle folder: writes segmenter.safetensors and runs/segmenter-<time>/ there",
         show_default="$BGEDIT_HOME/models/default")] = None,
-    preset: Annotated[Optional[str], typer.Option(
-        "--preset", help="tiny, demo or paper-256: resolution, network size and training defaults",
-        show_default="demo")] = None,
-    steps: Annotated[Optional[int], typer.Option(
-        "--steps", min=1, help="total optimizer steps (with --resume too)", show_default=PRESET_DEFAULT)] = None,
-    batch_size: Annotated[Optional[int], typer.Option(
-        "--batch-size", min=1, help="global batch size, split over processes", show_default=PRESET_DEFAULT)] = None,
+    preset: PresetOpt = None,
+    steps: StepsOpt = None,
+    batch_size: TrainBatchOpt = None,
     lr: Annotated[Optional[float], typer.Option(
         "--lr", min=0.0, help="peak AdamW learning rate (warm-up, then cosine to 0)",
         show_default=PRESET_DEFAULT)] = None,
@@ -37,9 +31,8 @@ def train_segmenter(
         "--progressive", min=0.0, max=1.0, help="fraction of the steps at reduced resolution: the first half of it "
         "at 1/4 with 16x the images per step, the rest at 1/2 with 4x (same compute); 0 = off",
         show_default=PRESET_DEFAULT)] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue the bundle's latest segmenter run")] = False,
-    seed: Annotated[Optional[int], typer.Option(
-        "--seed", help="seed for init, data order and flips", show_default="0")] = None,
+    resume: ResumeOpt = False,
+    seed: SeedOpt = None,
     device: DeviceOpt = "auto",
     workers: Annotated[int, typer.Option("--workers", min=0, help="data loading processes")] = 0,
     eval_every: Annotated[Optional[int], typer.Option(
@@ -61,13 +54,11 @@ def train_segmenter(
                                  progressive=progressive, seed=seed,
                                  resume=resume, device=device, workers=workers, eval_every=eval_every,
                                  snapshot_every=snapshot_every, force=force, progress=not quiet)
-    summary = run_training(opts)
-    if not summary["is_main"]:  # torchrun: rank 0 reports
-        return
-    if json_out:
-        print_json(summary)
-    elif not quiet:
-        val = summary["val"]
-        err_console.print(f"Trained {summary['steps']} steps in {summary['wall_seconds'] / 60:.1f} min: validation "
-                          f"mIoU {val.get('miou', float('nan')):.4f}, pixel accuracy "
-                          f"{val.get('pixel_acc', float('nan')):.4f}. Wrote {summary['model']} (run {summary['run']}).")
+    report_training(run_training(opts), json_out, quiet, _summary_line)
+
+
+def _summary_line(summary: dict) -> str:
+    val = summary["val"]
+    return (f"Trained {summary['steps']} steps in {summary['wall_seconds'] / 60:.1f} min: validation mIoU "
+            f"{val.get('miou', float('nan')):.4f}, pixel accuracy {val.get('pixel_acc', float('nan')):.4f}. Wrote "
+            f"{summary['model']} (run {summary['run']}).")

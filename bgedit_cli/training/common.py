@@ -228,11 +228,13 @@ class EpochBatchSampler(torch.utils.data.Sampler):
 
 
 def resumable_batches(dataset: torch.utils.data.Dataset, batch_size: int, *, seed: int, epoch: int = 0,
-                      position: int = 0, workers: int = 0, d: Dist | None = None, shuffle: bool = True):
+                      position: int = 0, workers: int = 0, d: Dist | None = None, shuffle: bool = True,
+                      pin_memory: bool = False):
     """Endless `(epoch, position, batch)`: `position` counts the global batches of `epoch` consumed so far,
     this one included. Save both in the training state; passing them back continues with the next batch.
     Calls `dataset.set_epoch(epoch)` (when it has one) before each epoch; workers are not persistent, so
-    they see it."""
+    they see it. Each epoch's loader has its own seeded generator: creating an iterator never draws from the
+    global RNG (a resumed run must see the same random stream as a straight one)."""
     from torch.utils.data import DataLoader
 
     while True:
@@ -240,8 +242,8 @@ def resumable_batches(dataset: torch.utils.data.Dataset, batch_size: int, *, see
             dataset.set_epoch(epoch)
         sampler = EpochBatchSampler(len(dataset), batch_size, seed=seed, epoch=epoch, start=position,
                                     shuffle=shuffle, d=d)
-        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                            pin_memory=torch.cuda.is_available(), persistent_workers=False)
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory,
+                            persistent_workers=False, generator=torch.Generator().manual_seed(epoch))
         for batch in loader:
             position += 1
             yield epoch, position, batch

@@ -319,10 +319,6 @@ def _all_gather_objects(obj: Any, d) -> list[Any]:
     return out
 
 
-def _rank_seed(seed: int, rank: int) -> int:
-    return int(np.random.SeedSequence([seed, rank, 0x5EED]).generate_state(1)[0])
-
-
 # ----------------------------------------------------------------------------------------------------------
 # One training step (networks, optimizers and the four phases), shared by the loop and the benchmarks.
 
@@ -500,18 +496,17 @@ class StyleGAN2Trainer:
 
 def train_generator(opts: GeneratorTrainOptions) -> dict[str, Any]:
     """Run (or resume) a StyleGAN2 training; returns a summary (paths, settings, throughput, last SWD)."""
-    from torch.utils.data import DataLoader
-
     from bgedit_cli.bundle import bundle_file
     from bgedit_cli.checkpoint import check_writable
     from bgedit_cli.data.ade20k import ADE20KDataset
     from bgedit_cli.io import save_png
     from bgedit_cli.metrics.swd import SWDReference, SWDSettings
     from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS
-    from bgedit_cli.training.common import (EpochBatchSampler, RunLog, StopRequest, TrainProgress,
-                                            TrainingInterrupted, init_distributed, run_dir_for, save_snapshot,
+    from bgedit_cli.training.common import (RunLog, StopRequest, TrainProgress, TrainingInterrupted,
+                                            init_distributed, resumable_batches, run_dir_for, save_snapshot,
                                             split_batch, train_device)
-    from bgedit_cli.training.state import load_state, rng_state, save_state, seed_everything, set_rng_state
+    from bgedit_cli.training.state import (gather_rng_states, load_state, rank_seed, restore_rng_states, save_state,
+                                           seed_everything)
 
     # Devices and processes (torchrun sets WORLD_SIZE > 1 for DDP).
     bundle = Path(opts.bundle).expanduser()
@@ -556,7 +551,7 @@ def train_generator(opts: GeneratorTrainOptions) -> dict[str, Any]:
     # Build networks (same seed on every rank: identical initial weights), then per-rank random streams.
     seed_everything(cfg.seed)
     trainer = StyleGAN2Trainer(gcfg, cfg, device, precision, d)
-    seed_everything(_rank_seed(cfg.seed, d.rank))  # each rank its own latents, noise and augmentations
+    seed_everything(rank_seed(cfg.seed, d.rank))  # each rank its own latents, noise and augmentations
 
     # Resume.
     step, epoch, position, last_swd = 0, 0, 0, {}
@@ -564,11 +559,7 @@ def train_generator(opts: GeneratorTrainOptions) -> dict[str, Any]:
         trainer.load_state_dict(state)
         step, epoch, position = state["step"], state["data"]["epoch"], state["data"]["position"]
         last_swd = state.get("swd") or {}
-        rngs = state["rng"]
-        if len(rngs) == d.world_size:
-            set_rng_state(rngs[d.rank])
-        else:  # another number of processes: a fresh, still seeded, random stream per rank
-            seed_everything(_rank_seed(cfg.seed + step, d.rank))
+        restore_rng_states(state["rng"], d, fallback_seed=cfg.seed + step)
     log.write(event="resume" if state else "start", step=step, run=str(run_dir), settings=cfg.to_dict(),
               generator=gcfg.to_dict(), world_size=d.world_size, device=str(device), precision=precision,
               workers=workers, threads=torch.get_num_threads(), train_images=len(dataset),
@@ -592,7 +583,7 @@ def train_generator(opts: GeneratorTrainOptions) -> dict[str, Any]:
                 "precision": precision}
 
     def save_resumable() -> None:
-        rngs = _all_gather_objects(rng_state(), d)
+        rngs = gather_rng_states(d)
         if d.is_main:
             save_state(run_dir / "state.safetensors", {
                 **trainer.state_dict(), "rng": rngs, "step": step, "data": {"epoch": epoch, "position": position},
@@ -620,22 +611,9 @@ def train_generator(opts: GeneratorTrainOptions) -> dict[str, Any]:
                       **last_swd)
         save_resumable()
 
-    def data_batches():
-        nonlocal epoch, position
-        while True:
-            dataset.set_epoch(epoch)
-            sampler = EpochBatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed, epoch=epoch, start=position,
-                                        d=d)
-            # An explicit generator: creating the iterator must not draw from the global RNG (resume equality).
-            loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=False,
-                                pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(epoch))
-            for batch in loader:
-                position += 1
-                yield batch["img"]
-            epoch, position = epoch + 1, 0
-
     # Train.
-    batches = data_batches()
+    batches = resumable_batches(dataset, cfg.batch_size, seed=cfg.seed, epoch=epoch, position=position,
+                                workers=workers, d=d, pin_memory=device.type == "cuda")
     t_start = time.time()
     t_rate, n_rate = time.time(), 0
     stopped_by_time = False
@@ -650,7 +628,8 @@ def train_generator(opts: GeneratorTrainOptions) -> dict[str, Any]:
             if opts.time_limit_min is not None and _any_rank(time.time() - t_start > opts.time_limit_min * 60, d):
                 stopped_by_time = True
                 break
-            real = next(batches).to(device, non_blocking=True)
+            epoch, position, batch = next(batches)
+            real = batch["img"].to(device, non_blocking=True)
             scalars = trainer.step(real, step)
             step += 1
 

@@ -38,7 +38,7 @@ import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -296,8 +296,6 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
 def train_inversion(opts: InversionTrainOptions) -> dict[str, Any]:
     """Run (or resume) an inversion training; returns a summary (paths, settings, final validation scores)."""
-    from torch.utils.data import DataLoader
-
     from bgedit_cli.bundle import bundle_file
     from bgedit_cli.checkpoint import check_writable, file_sha256, load_network
     from bgedit_cli.data.ade20k import ADE20KDataset
@@ -305,10 +303,10 @@ def train_inversion(opts: InversionTrainOptions) -> dict[str, Any]:
     from bgedit_cli.losses import LossLambdas, build_inversion_loss
     from bgedit_cli.nn.inversion import build_inversion
     from bgedit_cli.pipelines.evaluate_mixing import reconstruction_scores
-    from bgedit_cli.training.common import (EpochBatchSampler, RunLog, StopRequest, TrainProgress,
-                                            TrainingInterrupted, init_distributed, run_dir_for, save_snapshot,
+    from bgedit_cli.training.common import (RunLog, StopRequest, TrainProgress, TrainingInterrupted,
+                                            init_distributed, resumable_batches, run_dir_for, save_snapshot,
                                             split_batch, train_device)
-    from bgedit_cli.training.state import load_state, rng_state, save_state, seed_everything, set_rng_state
+    from bgedit_cli.training.state import gather_rng_states, load_state, restore_rng_states, save_state, seed_everything
 
     # Devices and processes (torchrun sets WORLD_SIZE > 1 for DDP).
     bundle = Path(opts.bundle).expanduser()
@@ -381,8 +379,7 @@ def train_inversion(opts: InversionTrainOptions) -> dict[str, Any]:
     if state is not None:
         net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
-        rngs = state["rng"]
-        set_rng_state(rngs[d.rank] if len(rngs) == d.world_size else rngs[0])
+        restore_rng_states(state["rng"], d, fallback_seed=settings.seed + state["step"])
         step, epoch, position = state["step"], state["data"]["epoch"], state["data"]["position"]
         metrics = state["metrics"]
     loss_info = loss_fn.describe(resolution)
@@ -404,12 +401,7 @@ def train_inversion(opts: InversionTrainOptions) -> dict[str, Any]:
                 "wall_minutes": round((time.time() - log.t0) / 60, 2)}
 
     def save_resumable() -> None:
-        rngs = [rng_state()]
-        if d.enabled:
-            import torch.distributed as dist
-
-            rngs = [None] * d.world_size
-            dist.all_gather_object(rngs, rng_state())
+        rngs = gather_rng_states(d)
         if d.is_main:
             save_state(run_dir / "state.safetensors", {
                 "net": net.state_dict(), "optimizer": optimizer.state_dict(), "rng": rngs,
@@ -440,22 +432,9 @@ def train_inversion(opts: InversionTrainOptions) -> dict[str, Any]:
         log.write(step=step, event="eval", ms_ssim_variant=scores["ms_ssim_variant"], **flat)
         save_png(run_dir / "samples" / f"step-{step:06d}.png", image_grid(grid), force=True)
 
-    def data_batches() -> Iterator[dict[str, Any]]:
-        nonlocal epoch, position
-        while True:
-            train_set.set_epoch(epoch)
-            sampler = EpochBatchSampler(len(train_set), settings.batch_size, seed=settings.seed, epoch=epoch,
-                                        start=position, d=d)
-            # An explicit generator: creating the iterator must not draw from the global RNG (resume equality).
-            loader = DataLoader(train_set, batch_sampler=sampler, num_workers=opts.workers, persistent_workers=False,
-                                pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(epoch))
-            for batch in loader:
-                position += 1
-                yield batch
-            epoch, position = epoch + 1, 0
-
     # Train.
-    batches = data_batches()
+    batches = resumable_batches(train_set, settings.batch_size, seed=settings.seed, epoch=epoch, position=position,
+                                workers=opts.workers, d=d, pin_memory=device.type == "cuda")
     with StopRequest() as stop, TrainProgress(settings.steps, step, description=stage,
                                               enabled=opts.progress and d.is_main) as bar:
         while step < settings.steps:
@@ -465,7 +444,7 @@ def train_inversion(opts: InversionTrainOptions) -> dict[str, Any]:
                     f"interrupted at step {step}/{settings.steps}; the state is saved in {run_dir}. Continue with "
                     f"`bgedit train inversion --data {opts.data} --model {bundle} --variant {settings.variant} "
                     "--resume`.")
-            batch = next(batches)
+            epoch, position, batch = next(batches)
             img = batch["img"].to(device, non_blocking=True)
             seg = one_hot_seg(batch["seg"].to(device)) if uses_seg else None
             lr = lr_at(step, settings.steps, settings.lr)

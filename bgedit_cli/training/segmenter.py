@@ -208,7 +208,7 @@ def train_segmenter(opts: SegmenterTrainOptions) -> dict[str, Any]:
     from bgedit_cli.training.common import (RunLog, StopRequest, TrainProgress, TrainingInterrupted, all_reduce_mean,
                                             init_distributed, resumable_batches, run_dir_for, save_snapshot,
                                             split_batch, train_device)
-    from bgedit_cli.training.state import load_state, rng_state, save_state, seed_everything, set_rng_state
+    from bgedit_cli.training.state import gather_rng_states, load_state, restore_rng_states, save_state, seed_everything
 
     # Devices and processes (torchrun sets WORLD_SIZE > 1 for DDP).
     bundle = Path(opts.bundle).expanduser()
@@ -266,7 +266,7 @@ def train_segmenter(opts: SegmenterTrainOptions) -> dict[str, Any]:
     if state is not None:
         net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
+        restore_rng_states(state["rng"], d, fallback_seed=settings.seed + state["step"])
         step, epoch, position = state["step"], state["data"]["epoch"], state["data"]["position"]
         metrics = state["metrics"]
     model = net
@@ -285,9 +285,10 @@ def train_segmenter(opts: SegmenterTrainOptions) -> dict[str, Any]:
                 "settings": dataclasses.asdict(settings), "run": str(run_dir), "val": metrics}
 
     def save_resumable() -> None:
+        rngs = gather_rng_states(d)
         if d.is_main:
             save_state(run_dir / "state.safetensors", {
-                "net": net.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(),
+                "net": net.state_dict(), "optimizer": optimizer.state_dict(), "rng": rngs,
                 "schedule": {"name": "warmup-cosine", "base_lr": settings.lr, "total_steps": settings.steps},
                 "settings": dataclasses.asdict(settings), "class_weights": weights, "step": step,
                 "data": {"epoch": epoch, "position": position}, "metrics": metrics,
@@ -306,7 +307,7 @@ def train_segmenter(opts: SegmenterTrainOptions) -> dict[str, Any]:
 
     # Train.
     batches = resumable_batches(train_set, settings.batch_size, seed=settings.seed, epoch=epoch, position=position,
-                                workers=opts.workers, d=d)
+                                workers=opts.workers, d=d, pin_memory=device.type == "cuda")
     use_amp = device.type == "cuda"
     with StopRequest() as stop, TrainProgress(settings.steps, step, description="segmenter",
                                               enabled=opts.progress and d.is_main) as bar:

@@ -94,3 +94,31 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
+
+def rank_seed(seed: int, rank: int) -> int:
+    """A seed for rank `rank`'s own random stream (latents, noise, augmentations) derived from `seed`."""
+    return int(np.random.SeedSequence([seed, rank, 0x5EED]).generate_state(1)[0])
+
+
+def gather_rng_states(d: Any) -> list[dict[str, Any]]:
+    """Every rank's `rng_state()`, in rank order (one item without DDP). Collective: every rank must call it."""
+    if not d.enabled:
+        return [rng_state()]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * d.world_size
+    dist.all_gather_object(out, rng_state())
+    return out
+
+
+def restore_rng_states(states: list[dict[str, Any]] | dict[str, Any], d: Any, fallback_seed: int) -> None:
+    """Rank r continues `states[r]`. Resumed with another number of processes, each rank starts a fresh
+    stream seeded by (`fallback_seed`, rank) instead: the old streams cannot be split or merged. A single dict
+    (states saved by rank 0 only) counts as a one-process run."""
+    if isinstance(states, dict):
+        states = [states]
+    if len(states) == d.world_size:
+        set_rng_state(states[d.rank])
+    else:
+        seed_everything(rank_seed(fallback_seed, d.rank))
+
