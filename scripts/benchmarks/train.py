@@ -19,7 +19,7 @@ from bgedit_cli.training.state import seed_everything
 
 # (preset, batch, timed steps): quick / full, per device.
 PLAN = {
-    "cpu": {"tiny": (8, 4, 16), "demo": (8, 4, 16), "paper-256": (4, 1, 2)},
+    "cpu": {"tiny": (8, 4, 16), "demo": (4, 4, 16), "paper-256": (4, 1, 2)},
     "cuda": {"tiny": (8, 8, 32), "demo": (32, 8, 32), "paper-256": (32, 4, 16)},
 }
 
