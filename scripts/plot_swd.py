@@ -16,7 +16,10 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw
+
+from bgedit_cli.io import save_png
 
 PALETTE = [(200, 50, 50), (40, 140, 40), (40, 80, 200), (230, 140, 20), (130, 60, 170), (20, 150, 160)]
 W, H = 760, 420
@@ -91,9 +94,7 @@ def plot(series: list[tuple[str, tuple[int, int, int], list[tuple[float, float]]
         draw.text((W - RIGHT + 46, ly), name, fill="black", anchor="lm")
     draw.text((LEFT, 12), title, fill="black")
     draw.text((LEFT + pw / 2, H - 22), xlabel, fill="black", anchor="mm")
-    tmp = out.with_name(out.name + ".tmp")
-    img.save(tmp, format="PNG")
-    tmp.replace(out)
+    save_png(out, np.asarray(img), force=True)
 
 
 def main() -> None:

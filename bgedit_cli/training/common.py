@@ -84,6 +84,15 @@ def all_reduce_mean(x: torch.Tensor, d: Dist) -> torch.Tensor:
     return x
 
 
+def all_gather_objects(obj: Any, d: Dist) -> list[Any]:
+    """Every rank's `obj` (picklable), in rank order; `[obj]` without DDP. Collective: every rank must call it."""
+    if not d.enabled:
+        return [obj]
+    out: list[Any] = [None] * d.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def split_batch(batch_size: int, d: Dist) -> int:
     """The per-rank share of a global batch size (which must divide evenly)."""
     if batch_size % d.world_size:

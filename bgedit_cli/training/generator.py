@@ -310,16 +310,6 @@ def _any_rank(flag: bool, d) -> bool:
     return bool(t.item() > 0)
 
 
-def _all_gather_objects(obj: Any, d) -> list[Any]:
-    if not d.enabled:
-        return [obj]
-    import torch.distributed as dist
-
-    out: list[Any] = [None] * d.world_size
-    dist.all_gather_object(out, obj)
-    return out
-
-
 # ----------------------------------------------------------------------------------------------------------
 # One training step (networks, optimizers and the four phases), shared by the loop and the benchmarks.
 
@@ -504,8 +494,8 @@ def train_generator(opts: GeneratorTrainOptions) -> dict[str, Any]:
     from bgedit_cli.metrics.swd import SWDReference, SWDSettings
     from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS
     from bgedit_cli.training.common import (RunLog, StopRequest, TrainProgress, TrainingInterrupted,
-                                            init_distributed, resumable_batches, run_dir_for, save_snapshot,
-                                            split_batch, train_device)
+                                            all_gather_objects, init_distributed, resumable_batches, run_dir_for,
+                                            save_snapshot, split_batch, train_device)
     from bgedit_cli.training.state import (gather_rng_states, load_state, rank_seed, restore_rng_states, save_state,
                                            seed_everything)
 
@@ -592,7 +582,7 @@ def train_generator(opts: GeneratorTrainOptions) -> dict[str, Any]:
 
     def check_ranks_in_sync() -> None:
         if d.enabled:
-            hashes = _all_gather_objects(state_hash(trainer.G, trainer.D, trainer.G_ema), d)
+            hashes = all_gather_objects(state_hash(trainer.G, trainer.D, trainer.G_ema), d)
             if len(set(hashes)) != 1:
                 raise RuntimeError(f"DDP ranks hold different weights at step {step}: {hashes}")
 

@@ -102,13 +102,9 @@ def rank_seed(seed: int, rank: int) -> int:
 
 def gather_rng_states(d: Any) -> list[dict[str, Any]]:
     """Every rank's `rng_state()`, in rank order (one item without DDP). Collective: every rank must call it."""
-    if not d.enabled:
-        return [rng_state()]
-    import torch.distributed as dist
+    from bgedit_cli.training.common import all_gather_objects
 
-    out: list[Any] = [None] * d.world_size
-    dist.all_gather_object(out, rng_state())
-    return out
+    return all_gather_objects(rng_state(), d)
 
 
 def restore_rng_states(states: list[dict[str, Any]] | dict[str, Any], d: Any, fallback_seed: int) -> None:
@@ -121,4 +117,3 @@ def restore_rng_states(states: list[dict[str, Any]] | dict[str, Any], d: Any, fa
         set_rng_state(states[d.rank])
     else:
         seed_everything(rank_seed(fallback_seed, d.rank))
-
