@@ -84,6 +84,17 @@ def all_reduce_mean(x: torch.Tensor, d: Dist) -> torch.Tensor:
     return x
 
 
+def any_rank(flag: bool, d: Dist | None) -> bool:
+    """True when `flag` is true on any rank (a collective call under DDP: every rank must make it)."""
+    if d is None or not d.enabled:
+        return flag
+    t = torch.tensor([float(flag)])
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    return bool(t.item() > 0)
+
+
 def all_gather_objects(obj: Any, d: Dist) -> list[Any]:
     """Every rank's `obj` (picklable), in rank order; `[obj]` without DDP. Collective: every rank must call it."""
     if not d.enabled:
@@ -295,13 +306,7 @@ class StopRequest:
 
     def check(self, d: Dist | None = None) -> bool:
         """True when any rank got Ctrl-C (a collective call under DDP: every rank must make it)."""
-        if d is None or not d.enabled:
-            return self.requested
-        flag = torch.tensor([float(self.requested)])
-        if dist.get_backend() == "nccl":
-            flag = flag.cuda()
-        dist.all_reduce(flag)
-        return bool(flag.item() > 0)
+        return any_rank(self.requested, d)
 
 
 def save_snapshot(net: torch.nn.Module, kind: str, out_path: Path, run_dir: Path, name: str, step: int,

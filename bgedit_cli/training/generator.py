@@ -298,18 +298,6 @@ def fid_status() -> str:
     return "skipped: not computed during training; run `bgedit evaluate --metrics fid` on the final generator"
 
 
-def _any_rank(flag: bool, d) -> bool:
-    if not d.enabled:
-        return flag
-    import torch.distributed as dist
-
-    t = torch.tensor([float(flag)])
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
-    dist.all_reduce(t)
-    return bool(t.item() > 0)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # One training step (networks, optimizers and the four phases), shared by the loop and the benchmarks.
 
@@ -494,8 +482,8 @@ def train_generator(opts: GeneratorTrainOptions) -> dict[str, Any]:
     from bgedit_cli.metrics.swd import SWDReference, SWDSettings
     from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS
     from bgedit_cli.training.common import (RunLog, StopRequest, TrainProgress, TrainingInterrupted,
-                                            all_gather_objects, init_distributed, resumable_batches, run_dir_for,
-                                            save_snapshot, split_batch, train_device)
+                                            all_gather_objects, any_rank, init_distributed, resumable_batches,
+                                            run_dir_for, save_snapshot, split_batch, train_device)
     from bgedit_cli.training.state import (gather_rng_states, load_state, rank_seed, restore_rng_states, save_state,
                                            seed_everything)
 
@@ -616,7 +604,7 @@ def train_generator(opts: GeneratorTrainOptions) -> dict[str, Any]:
                 raise TrainingInterrupted(
                     f"interrupted at step {step}/{cfg.steps}; the state is saved in {run_dir}. Continue with "
                     f"`bgedit train generator --data {opts.data} --model {bundle} --resume`.")
-            if opts.time_limit_min is not None and _any_rank(time.time() - t_start > opts.time_limit_min * 60, d):
+            if opts.time_limit_min is not None and any_rank(time.time() - t_start > opts.time_limit_min * 60, d):
                 stopped_by_time = True
                 break
             epoch, position, batch = next(batches)
