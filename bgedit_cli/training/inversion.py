@@ -304,8 +304,8 @@ def train_inversion(opts: InversionTrainOptions) -> dict[str, Any]:
     from bgedit_cli.nn.inversion import build_inversion
     from bgedit_cli.pipelines.evaluate_mixing import reconstruction_scores
     from bgedit_cli.training.common import (RunLog, StopRequest, TrainProgress, TrainingInterrupted,
-                                            init_distributed, resumable_batches, run_dir_for, save_snapshot,
-                                            split_batch, train_device)
+                                            all_reduce_mean, init_distributed, resumable_batches, run_dir_for,
+                                            save_snapshot, split_batch, train_device)
     from bgedit_cli.training.state import gather_rng_states, load_state, restore_rng_states, save_state, seed_everything
 
     # Devices and processes (torchrun sets WORLD_SIZE > 1 for DDP).
@@ -465,12 +465,9 @@ def train_inversion(opts: InversionTrainOptions) -> dict[str, Any]:
             step += 1
 
             if d.enabled:  # log the mean over ranks
-                import torch.distributed as dist
-
                 keys = sorted(scalars)
                 vec = torch.tensor([scalars[k] for k in keys], dtype=torch.float64, device=device)
-                dist.all_reduce(vec)
-                scalars = dict(zip(keys, (vec / d.world_size).tolist()))
+                scalars = dict(zip(keys, all_reduce_mean(vec, d).tolist()))
             log.write(step=step, epoch=epoch, lr=lr, phase="encoders" if encoder_phase else
                       ("joint" if settings.schedule == "joint" else "hypernetworks"),
                       **{f"train/{k}": v for k, v in scalars.items()})
