@@ -90,7 +90,7 @@ def _paper_channels(res: int, cmult: int = 2) -> tuple[int, ...]:
 GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
     "tiny": GeneratorConfig(img_resolution=16, z_dim=32, w_dim=32, mapping_layers=2, channels=(32, 32, 16)),
     "demo": GeneratorConfig(
-        img_resolution=64, z_dim=128, w_dim=128, mapping_layers=4, channels=(128, 128, 64, 32, 16)
+        img_resolution=64, z_dim=128, w_dim=128, mapping_layers=4, channels=(128, 128, 64, 32, 32)
     ),
     "paper-256": GeneratorConfig(img_resolution=256, z_dim=512, w_dim=512, mapping_layers=8,
                                  channels=_paper_channels(256)),
