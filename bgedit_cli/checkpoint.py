@@ -5,7 +5,8 @@ One network per `.safetensors` file. The header metadata (string -> string) hold
 - `bgedit.format_version`: layout version of this convention (currently 1);
 - `bgedit.config`: JSON config, enough to rebuild the network from the file alone;
 - `bgedit.provenance`: JSON (command, data, steps, parent checkpoint hashes, ...).
-Nothing is ever unpickled. Writes go to a temporary file in the same folder and are renamed into place.
+Nothing is ever unpickled. Writes go to a temporary file in the same folder and are renamed into place
+(`bgedit_cli.fileio.atomic_output`).
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ import dataclasses
 import hashlib
 import importlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from bgedit_cli import __version__
-from bgedit_cli.errors import BgeditError, CheckpointError, OutputExistsError
+from bgedit_cli.errors import BgeditError, CheckpointError
+from bgedit_cli.fileio import atomic_output
 
 FORMAT_VERSION = 1
 
@@ -33,6 +34,8 @@ NETWORKS: dict[str, tuple[str, str, str]] = {
     "discriminator": ("bgedit_cli.nn.stylegan2", "DiscriminatorConfig", "Discriminator"),
     "segmenter": ("bgedit_cli.nn.segmenter", "SegmenterConfig", "Segmenter"),
     "inversion": ("bgedit_cli.nn.inversion", "InversionConfig", "InversionNet"),
+    "clip": ("bgedit_cli.nn.clip_model", "ClipConfig", "ClipModel"),
+    "text": ("bgedit_cli.nn.text_encoder", "TextEditorConfig", "TextEditor"),
 }
 
 
@@ -49,41 +52,7 @@ class Checkpoint:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Paths and atomic writes.
-
-
-def check_writable(path: Path, force: bool) -> None:
-    """Refuse to overwrite `path` without `force`; make sure its folder can be created."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} already exists; pass --force to overwrite it.")
-    if path.is_dir():
-        raise OutputExistsError(f"{path} is a directory; give a file name.")
-
-
-class atomic_output:
-    """`with atomic_output(path) as tmp:` write to `tmp`; on success it is renamed to `path`, else removed."""
-
-    def __init__(self, path: Path, force: bool = True) -> None:
-        self.path = Path(path)
-        self.force = force
-
-    def __enter__(self) -> Path:
-        check_writable(self.path, self.force)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+# Raw files.
 
 
 def file_sha256(path: Path) -> str:
@@ -94,15 +63,9 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Raw files.
-
-
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], *, kind: str, config: dict[str, Any],
                     provenance: dict[str, Any] | None = None, force: bool = False) -> str:
     """Write tensors + header atomically; return the file's sha256."""
-    from safetensors.torch import save_file
-
     meta = {
         "bgedit.kind": kind,
         "bgedit.format_version": str(FORMAT_VERSION),
@@ -165,8 +128,6 @@ def read_header(path: Path, kind: str | None = None) -> tuple[dict[str, str], di
 
 def read_checkpoint(path: Path, kind: str | None = None) -> Checkpoint:
     """Load a whole file (tensors on CPU), checking layout and kind."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     meta, _ = read_header(path, kind)
     try:

@@ -6,13 +6,17 @@ Images out: PNG, uint8 = round((clamp(x, -1, 1) + 1) * 127.5) computed in float3
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from bgedit_cli.checkpoint import atomic_output
+from bgedit_cli.data.ade20k_classes import IGNORE_COLOR, IGNORE_ID, NUM_CLASSES, PALETTE
 from bgedit_cli.errors import InputError
+from bgedit_cli.fileio import atomic_output
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
@@ -21,10 +25,26 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
     return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
+def image_grid(img: torch.Tensor, cols: int) -> np.ndarray:
+    """[N, C, H, W] in [-1, 1] -> one uint8 HWC grid, `cols` images a row, filled row by row (black padding)."""
+    pixels = to_uint8(img)
+    n, h, w, c = pixels.shape
+    grid = np.zeros((math.ceil(n / cols) * h, cols * w, c), dtype=np.uint8)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        grid[r * h:(r + 1) * h, k * w:(k + 1) * w] = pixels[i]
+    return grid
+
+
+def image_columns(columns: Sequence[torch.Tensor]) -> np.ndarray:
+    """Columns side by side, each [N, C, H, W] in [-1, 1] (e.g. inputs | reconstructions) -> one uint8 HWC grid
+    of N rows, sample i in row i."""
+    rows = torch.stack([c.detach().cpu() for c in columns], dim=1)  # (N, columns, C, H, W)
+    return image_grid(rows.flatten(0, 1), cols=len(columns))
+
+
 def save_png(path: Path, pixels: np.ndarray, force: bool = False) -> None:
     """Write one HWC (or HW) uint8 array as PNG, atomically."""
-    from PIL import Image
-
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
     with atomic_output(path, force=force) as tmp:
@@ -73,8 +93,6 @@ def _read_error(path: Path, what: str, exc: BaseException) -> InputError:
 
 def _open_pil(path: Path, what: str):
     """Open and fully decode an image file; any failure is an InputError naming the file."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file." if not path.exists() else f"{path}: is not a file.")
@@ -89,8 +107,6 @@ def _open_pil(path: Path, what: str):
 
 def open_image(path: Path):
     """Read an image file as an RGB PIL image: EXIF orientation applied, transparency composited on white."""
-    from PIL import Image, ImageOps
-
     img = _open_pil(path, "image")
     try:
         img = ImageOps.exif_transpose(img)
@@ -126,8 +142,6 @@ def image_to_tensor(image) -> torch.Tensor:
 
 def load_image(path: Path, resolution: int) -> torch.Tensor:
     """Image file -> float32 [3, resolution, resolution] in [-1, 1] (see the resize rule above)."""
-    from PIL import Image
-
     return image_to_tensor(resize_center_crop(open_image(path), resolution, Image.BICUBIC))
 
 
@@ -150,8 +164,6 @@ def _count_list(values: np.ndarray, counts: np.ndarray, fmt) -> str:
 
 def check_seg_ids(ids: np.ndarray, name: str | Path = "segmentation map") -> np.ndarray:
     """Return `ids` as uint8 after checking every value is 0..150 or 255; else an InputError naming them."""
-    from bgedit_cli.data.ade20k_classes import IGNORE_ID, NUM_CLASSES
-
     ids = np.asarray(ids)
     if ids.dtype == np.uint8:
         bad = (ids >= NUM_CLASSES) & (ids != IGNORE_ID)
@@ -172,8 +184,6 @@ def _pack_rgb(rgb: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def _color_table() -> tuple[np.ndarray, np.ndarray]:
     """Sorted packed colours (R << 16 | G << 8 | B) and their ids: the 151 palette colours and ignore."""
-    from bgedit_cli.data.ade20k_classes import IGNORE_COLOR, IGNORE_ID, PALETTE
-
     keys = np.concatenate([_pack_rgb(PALETTE), _pack_rgb(np.array([IGNORE_COLOR]))])
     ids = np.concatenate([np.arange(len(PALETTE)), [IGNORE_ID]]).astype(np.uint8)
     order = np.argsort(keys)
@@ -200,16 +210,12 @@ def decode_seg_colors(rgb: np.ndarray, name: str | Path = "segmentation map") ->
 def load_seg(path: Path, resolution: int | None = None) -> np.ndarray:
     """Seg map file -> [H, W] uint8 ids (0..150, 255 = ignore); with `resolution`, resized (nearest) and cropped
     to resolution x resolution by the same rule as images."""
-    from PIL import Image
-
     path = Path(path)
     img = _open_pil(path, "segmentation map")
     mode = img.mode
     if mode in ("L", "P") or mode.startswith("I"):
         ids = check_seg_ids(np.asarray(img), path)
     elif mode in ("RGB", "RGBA"):
-        from bgedit_cli.data.ade20k_classes import IGNORE_COLOR
-
         pixels = np.asarray(img)
         rgb = pixels[..., :3]
         if mode == "RGBA":  # fully transparent = ignore, whatever colour is stored under it
@@ -234,8 +240,6 @@ def check_seg_size(seg: np.ndarray | torch.Tensor, resolution: int | tuple[int, 
 
 def colorize_seg(ids: np.ndarray | torch.Tensor) -> np.ndarray:
     """[..., H, W] ids -> [..., H, W, 3] uint8 ADE20K palette colours (255 = ignore -> white)."""
-    from bgedit_cli.data.ade20k_classes import IGNORE_COLOR, IGNORE_ID, PALETTE
-
     if isinstance(ids, torch.Tensor):
         ids = ids.detach().cpu().numpy()
     ids = check_seg_ids(ids)
@@ -255,14 +259,14 @@ def save_seg(path: Path, ids: np.ndarray | torch.Tensor, force: bool = False) ->
     save_png(path, np.ascontiguousarray(ids), force=force)
 
 
-def one_hot_seg(ids: torch.Tensor, num_classes: int = 151) -> torch.Tensor:
+def one_hot_seg(ids: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
     """Class ids [N, H, W] -> float32 [N, num_classes, H, W] ([H, W] -> [num_classes, H, W]); 255 -> all zeros."""
     if ids.ndim not in (2, 3):
         raise ValueError(f"one_hot_seg: expected ids of shape [N, H, W] or [H, W], got {list(ids.shape)}")
     x = ids.long() if ids.ndim == 3 else ids.long()[None]
-    valid = x != 255
+    valid = x != IGNORE_ID
     if ((x < 0) | ((x >= num_classes) & valid)).any():
-        raise InputError(f"segmentation ids must be 0..{num_classes - 1} or 255 (ignore).")
+        raise InputError(f"segmentation ids must be 0..{num_classes - 1} or {IGNORE_ID} (ignore).")
     out = torch.zeros(x.shape[0], num_classes, *x.shape[1:], dtype=torch.float32, device=x.device)
     out.scatter_(1, x.masked_fill(~valid, 0)[:, None], valid[:, None].float())
     return out if ids.ndim == 3 else out[0]

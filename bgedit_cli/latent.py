@@ -1,5 +1,6 @@
-"""Latent files: one inverted image per `<stem>.latent.safetensors` (kind `latent`), so edits chain in shell
-pipelines without inverting again.
+"""Inverted images: `Inversion` (codes and weight residuals of N images, what `bgedit_cli.pipelines.invert`
+returns) and latent files, one inverted image per `<stem>.latent.safetensors` (kind `latent`), so edits chain in
+shell pipelines without inverting again.
 
 Tensors (no batch dim):
     ws            float32 [num_ws, w_dim]      the code fed to G
@@ -14,18 +15,109 @@ steps, layer_shapes. A latent is only valid with the generator it was made with:
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from bgedit_cli.checkpoint import read_checkpoint, save_checkpoint
 from bgedit_cli.errors import CheckpointError, InputError
-from bgedit_cli.pipelines.invert import Inversion
 
 KIND = "latent"
 SUFFIX = ".latent.safetensors"
 DELTA_PARTS = ("delta_img", "delta_seg")
+
+Deltas = dict[str, torch.Tensor]
+
+
+@dataclasses.dataclass
+class Inversion:
+    """The result of inverting N images (every tensor has the batch dim first).
+
+    ws: [N, num_ws, w_dim] -- the code fed to G: seg latents in rows < seg_layers, the image w in the rest
+        (baseline: the image w everywhere);
+    w: [N, w_dim] (or [N, num_ws, w_dim] from a W+ image encoder);
+    seg_latents: [N, seg_layers, w_dim] or None (baseline);
+    delta_img, delta_seg: {"convs.j": [N, C_out, C_in, k, k]} or None (no refinement / baseline);
+    images: [N, 3, R, R] final reconstruction (None when loaded from a latent file);
+    steps_images: reconstructions y_0 .. y_steps when asked for;
+    meta: header of the latent file it was loaded from, if any.
+    """
+
+    ws: torch.Tensor
+    w: torch.Tensor
+    seg_latents: torch.Tensor | None = None
+    delta_img: Deltas | None = None
+    delta_seg: Deltas | None = None
+    images: torch.Tensor | None = None
+    steps_images: list[torch.Tensor] | None = None
+    meta: dict | None = None
+
+    @property
+    def num(self) -> int:
+        return self.ws.shape[0]
+
+    @property
+    def seg_layers(self) -> int:
+        return 0 if self.seg_latents is None else self.seg_latents.shape[1]
+
+    def weight_deltas(self) -> Deltas | None:
+        """delta_img + delta_seg per layer (what G runs with), or None."""
+        return sum_deltas(self.delta_img, self.delta_seg)
+
+    def apply(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "Inversion":
+        """A new Inversion with `fn` applied to every tensor (e.g. a device move or a batch slice)."""
+        def opt(x):
+            return None if x is None else fn(x)
+
+        def dmap(d):
+            return None if d is None else {k: fn(v) for k, v in d.items()}
+
+        return Inversion(ws=fn(self.ws), w=fn(self.w), seg_latents=opt(self.seg_latents),
+                         delta_img=dmap(self.delta_img), delta_seg=dmap(self.delta_seg), images=opt(self.images),
+                         steps_images=None if self.steps_images is None else [fn(y) for y in self.steps_images],
+                         meta=self.meta)
+
+    def select(self, index: int | slice) -> "Inversion":
+        """Items `index` (an int keeps a batch dim of 1)."""
+        sl = slice(index, index + 1) if isinstance(index, int) else index
+        return self.apply(lambda x: x[sl])
+
+    def to(self, device: torch.device | str) -> "Inversion":
+        return self.apply(lambda x: x.to(device))
+
+    @staticmethod
+    def cat(items: Sequence["Inversion"]) -> "Inversion":
+        """Concatenate along the batch dim (all items must have the same parts)."""
+        first = items[0]
+
+        def cat_opt(get):
+            vals = [get(i) for i in items]
+            return None if vals[0] is None else torch.cat(vals)
+
+        def cat_deltas(get):
+            vals = [get(i) for i in items]
+            return None if vals[0] is None else {k: torch.cat([v[k] for v in vals]) for k in vals[0]}
+
+        steps = None
+        if first.steps_images is not None:
+            steps = [torch.cat([i.steps_images[t] for i in items]) for t in range(len(first.steps_images))]
+        return Inversion(ws=torch.cat([i.ws for i in items]), w=torch.cat([i.w for i in items]),
+                         seg_latents=cat_opt(lambda i: i.seg_latents), delta_img=cat_deltas(lambda i: i.delta_img),
+                         delta_seg=cat_deltas(lambda i: i.delta_seg), images=cat_opt(lambda i: i.images),
+                         steps_images=steps)
+
+
+def sum_deltas(a: Mapping[str, torch.Tensor] | None, b: Mapping[str, torch.Tensor] | None) -> Deltas | None:
+    """Per-layer sum of two delta dicts (either may be None; a layer missing in one is taken from the other)."""
+    if a is None or b is None:
+        return None if a is None and b is None else dict(a if b is None else b)
+    return {k: a[k] + b[k] if k in a and k in b else (a[k] if k in a else b[k]) for k in {**a, **b}}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Latent files.
 
 
 def is_latent_path(path: Path | str) -> bool:

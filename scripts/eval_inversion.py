@@ -38,24 +38,13 @@ def table(rows: dict[str, dict[str, float]], metrics: list[str]) -> str:
 def run(args: argparse.Namespace) -> dict:
     import torch
 
-    from bgedit_cli.bundle import bundle_file, resolve_bundle
-    from bgedit_cli.checkpoint import file_sha256, load_network
-    from bgedit_cli.cli.common import resolve_device
     from bgedit_cli.data.ade20k import ADE20KDataset
     from bgedit_cli.errors import BgeditError
     from bgedit_cli.pipelines.evaluate_mixing import mixing_scores, reconstruction_scores
+    from bgedit_cli.pipelines.models import load_models
 
-    device = resolve_device(args.device)
-    bundle = resolve_bundle(args.model)
-    g_path = bundle_file(bundle, "generator")
-    inv_path = bundle_file(bundle, "inversion" if args.variant == "proposed" else "inversion-baseline",
-                           override=args.inversion)
-    G = load_network(g_path, "generator", device)
-    net = load_network(inv_path, "inversion", device)
-    g_sha = file_sha256(g_path)
-    net.check_generator(G, g_sha)
-    if net.variant != args.variant:
-        raise BgeditError(f"{inv_path} holds the {net.variant} variant, not {args.variant}.")
+    models = load_models(args.model, args.variant, args.device, inversion=args.inversion)
+    G, net, device = models.generator, models.net, models.device
 
     lpips_net, lpips_status = None, "computed"
     if G.cfg.img_resolution < 32:
@@ -75,9 +64,10 @@ def run(args: argparse.Namespace) -> dict:
                                      device=device, grid_images=0, lpips_net=lpips_net)
     t_recon = time.time() - t0
     result = {
-        "settings": {"data": str(Path(args.data).resolve()), "model": str(bundle.resolve()), "variant": args.variant,
-                     "inversion": str(inv_path), "inversion_steps_trained": net.provenance.get("steps"),
-                     "generator_sha256": g_sha, "num": recon["images"], "steps": args.steps,
+        "settings": {"data": str(Path(args.data).resolve()), "model": str(models.bundle.resolve()),
+                     "variant": args.variant, "inversion": str(net.checkpoint_path),
+                     "inversion_steps_trained": net.provenance.get("steps"),
+                     "generator_sha256": models.generator_sha256, "num": recon["images"], "steps": args.steps,
                      "seg": "ground-truth annotations" if net.uses_seg else "none (baseline)",
                      "ms_ssim_variant": recon["ms_ssim_variant"], "lpips": lpips_status, "device": str(device),
                      "torch": torch.__version__, "machine": platform.machine(), "threads": torch.get_num_threads()},

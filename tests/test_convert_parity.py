@@ -6,8 +6,6 @@ one level on PNGs.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image

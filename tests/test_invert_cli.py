@@ -10,16 +10,13 @@ import torch
 from PIL import Image
 
 from bgedit_cli.checkpoint import save_network
+from bgedit_cli.io import load_seg
 from bgedit_cli.latent import load_latent, save_latent
 from bgedit_cli.nn.inversion import build_inversion
+from bgedit_cli.nn.segmenter import PRESETS as SEGMENTER_PRESETS
+from bgedit_cli.nn.segmenter import Segmenter
 from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS, Generator
 from conftest import assert_clean_error
-
-try:
-    from bgedit_cli.nn.segmenter import PRESETS as SEGMENTER_PRESETS
-    from bgedit_cli.nn.segmenter import Segmenter
-except ImportError:  # pragma: no cover - the segmenter lands separately
-    Segmenter = None
 
 
 def _pixels(path) -> np.ndarray:
@@ -37,8 +34,7 @@ def bundle(tmp_path_factory):
                  kind="inversion")
     save_network(root / "model" / "inversion-baseline.safetensors", build_inversion("baseline", "tiny", g, sha),
                  kind="inversion")
-    if Segmenter is not None:
-        save_network(root / "model" / "segmenter.safetensors", Segmenter(SEGMENTER_PRESETS["tiny"]), kind="segmenter")
+    save_network(root / "model" / "segmenter.safetensors", Segmenter(SEGMENTER_PRESETS["tiny"]), kind="segmenter")
     # A second generator of the same shapes: its latents and inversion files must be refused.
     other = Generator(GENERATOR_PRESETS["tiny"])
     save_network(root / "other" / "generator.safetensors", other, kind="generator")
@@ -73,7 +69,18 @@ def test_invert_writes_images_and_latents(cli, bundle, tmp_path):
     assert_clean_error(res, "already exists", "--force")
 
 
-@pytest.mark.skipif(Segmenter is None, reason="segmenter not available")
+def test_invert_save_seg_only_when_asked(cli, bundle, tmp_path):
+    b = bundle
+    args = ["invert", b / "img0.png", "--seg", b / "seg0.png", "--model", b / "model", "--steps", "1", "--quiet"]
+    res = cli(args + ["--out", tmp_path / "plain"])
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "plain" / "img0.png").is_file() and not list((tmp_path / "plain").glob("*.seg.png"))
+    res = cli(args + ["--out", tmp_path / "with", "--save-seg"])
+    assert res.exit_code == 0, res.stderr
+    assert [p.name for p in (tmp_path / "with").glob("*.seg.png")] == ["img0.seg.png"]
+    assert np.array_equal(load_seg(tmp_path / "with" / "img0.seg.png"), load_seg(b / "seg0.png", 16))
+
+
 def test_invert_predicts_seg_and_survives_a_bad_file(cli, bundle, tmp_path):
     b = bundle
     res = cli(["invert", b / "img0.png", b / "broken.png", b / "img1.png", "--model", b / "model", "--out", tmp_path,

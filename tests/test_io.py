@@ -11,8 +11,8 @@ from PIL import Image
 
 from bgedit_cli.data.ade20k_classes import CLASS_NAMES, IGNORE_COLOR, PALETTE
 from bgedit_cli.errors import InputError, OutputExistsError
-from bgedit_cli.io import (check_seg_size, colorize_seg, load_image, load_seg, one_hot_seg, save_png, save_seg,
-                           to_uint8)
+from bgedit_cli.io import (check_seg_size, colorize_seg, image_columns, image_grid, load_image, load_seg, one_hot_seg,
+                           save_png, save_seg, to_uint8)
 
 ALL_IDS = np.array([list(range(151)) + [255]], dtype=np.uint8)  # [1, 152]: every class and ignore
 
@@ -170,6 +170,21 @@ def test_one_hot_seg():
 def _check_range(x, r):
     assert x.shape == (3, r, r) and x.dtype == torch.float32
     assert x.min() >= -1 and x.max() <= 1
+
+
+def test_image_grid_and_columns():
+    # Five 2x3 images of one grey level each: -1, -0.5, 0, 0.5, 1 -> 0, 64, 128, 191, 255.
+    levels = torch.linspace(-1, 1, 5)
+    img = levels[:, None, None, None].expand(5, 3, 2, 3)
+    grid = image_grid(img, cols=2)
+    assert grid.shape == (3 * 2, 2 * 3, 3) and grid.dtype == np.uint8
+    assert grid[::2, ::3, 0].tolist() == [[0, 64], [128, 191], [255, 0]]  # row by row; the empty cell is black
+    # Columns side by side: row i holds sample i of every column.
+    a, b = img[:2], -img[:2]
+    cols = image_columns([a, b])
+    assert cols.shape == (2 * 2, 2 * 3, 3)
+    assert cols[::2, ::3, 0].tolist() == [[0, 255], [64, 191]]
+    assert np.array_equal(cols[:2, :3], to_uint8(a)[0]) and np.array_equal(cols[2:, 3:], to_uint8(b)[1])
 
 
 def test_load_image_modes(tmp_path):

@@ -17,7 +17,7 @@ from bgedit_cli.checkpoint import load_network, read_checkpoint
 from bgedit_cli.training import common
 from bgedit_cli.training.generator import (RANK_HASH_ENV, GeneratorPass, GeneratorTrainConfig, ema_beta, lazy_adam,
                                            mixing_cutoff, state_hash)
-from tests.conftest import REPO, assert_clean_error
+from conftest import REPO, assert_clean_error
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,8 @@
-"""Shared CLI pieces: error handling, option aliases, devices, console output, progress."""
+"""Shared CLI pieces: error handling, option aliases, console output, progress.
+
+Device parsing lives in `bgedit_cli.runtime` (trainers use it too); that module imports torch, so commands import
+it inside their function bodies and `bgedit --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable, Optional, TypeVar
+from typing import Annotated, Any, Callable, Optional, TypeVar
 
 import typer
-from rich.console import Console
 
-from bgedit_cli.errors import BgeditError, InputError
+from bgedit_cli.console import err_console
+from bgedit_cli.errors import BgeditError
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# stderr for humans (progress, messages); stdout stays machine-readable.
-err_console = Console(stderr=True, highlight=False)
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
@@ -25,18 +26,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
 
-# Options every `bgedit train <stage>` command takes (None = the preset's value).
-PRESET_DEFAULT = "the preset's"
-PresetOpt = Annotated[Optional[str], typer.Option(
-    "--preset", help="tiny, demo or paper-256: resolution, network sizes and training defaults", show_default="demo")]
-StepsOpt = Annotated[Optional[int], typer.Option(
-    "--steps", min=1, help="total optimizer steps, counted from the start of the run (with --resume too)",
-    show_default=PRESET_DEFAULT)]
-TrainBatchOpt = Annotated[Optional[int], typer.Option(
-    "--batch-size", min=1, help="global batch size, split over processes", show_default=PRESET_DEFAULT)]
-SeedOpt = Annotated[Optional[int], typer.Option(
-    "--seed", help="seed of every random draw: initialization, data order, flips (and latents, noise)",
-    show_default="0")]
+# Options of the commands that run a model bundle (invert, mix-style, mix-content).
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", help="model bundle folder (default: "
+                                                  "$BGEDIT_HOME/models/default)")]
+RefineStepsOpt = Annotated[int, typer.Option("--steps", min=0, help="HyperStyle refinement steps")]
+GeneratorOpt = Annotated[Optional[Path], typer.Option("--generator", help="generator file instead of the bundle's")]
+InversionOpt = Annotated[Optional[Path], typer.Option("--inversion", help="inversion file instead of the bundle's")]
+SegmenterOpt = Annotated[Optional[Path], typer.Option("--segmenter", help="segmenter file instead of the bundle's")]
+
+# Option every `bgedit train <stage>` command takes (the others: cli/train_options.py).
 ResumeOpt = Annotated[bool, typer.Option(
     "--resume", help="continue this stage's latest run in the bundle (runs/<stage>-<time>/state.safetensors)")]
 
@@ -70,27 +68,6 @@ def report_training(summary: dict[str, Any], json_out: bool, quiet: bool, line: 
         print_json(summary)
     elif not quiet:
         err_console.print(line(summary))
-
-
-def resolve_device(name: str) -> "torch.device":  # noqa: F821
-    import torch
-
-    name = name.strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto.")
-        try:
-            dev = torch.device(name)
-        except RuntimeError:
-            raise InputError(f"--device {name}: not a valid device name (use cuda or cuda:N).") from None
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present.")
-        return dev
-    raise InputError(f"--device {name}: expected auto, cpu, cuda or cuda:N.")
 
 
 def print_json(data: Any) -> None:

@@ -20,9 +20,10 @@ def convert(
     quiet: QuietOpt = False,
 ) -> None:
     """Import a StyleGAN2 generator from a rosinality .pt or NVIDIA .pkl into bgedit's safetensors format."""
-    from bgedit_cli.checkpoint import check_writable, file_sha256, save_network
+    from bgedit_cli.checkpoint import file_sha256, save_network
     from bgedit_cli.convert import build_generator, convert_file
     from bgedit_cli.errors import InputError
+    from bgedit_cli.fileio import check_writable
 
     if which not in ("g_ema", "g"):
         raise InputError(f"--which {which}: expected g_ema or g.")

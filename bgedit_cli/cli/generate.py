@@ -31,13 +31,14 @@ def generate(
     """Generate images with a StyleGAN2 generator."""
     import torch
 
-    from bgedit_cli.checkpoint import check_writable, load_network
-    from bgedit_cli.cli.common import resolve_device
+    from bgedit_cli.checkpoint import load_network
     from bgedit_cli.errors import InputError
+    from bgedit_cli.fileio import check_writable
     from bgedit_cli.io import load_npy, save_npy, save_png, to_uint8
     from bgedit_cli.nn.stylegan2 import NOISE_MODES
     from bgedit_cli.pipelines.generate import generate as run_generate
     from bgedit_cli.pipelines.generate import parse_seeds, seeds_to_z
+    from bgedit_cli.runtime import resolve_device
 
     if sum(x is not None for x in (z_file, w_file, seeds)) != 1:
         raise InputError("give exactly one of --z, --w or --seeds.")

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from bgedit_cli.cli.common import DeviceOpt, ForceOpt, JsonOpt, QuietOpt, cli_command, err_console, print_json
-from bgedit_cli.cli.invert import GeneratorOpt, InversionOpt, ModelOpt, SegmenterOpt, StepsOpt
+from bgedit_cli.cli.common import (DeviceOpt, ForceOpt, GeneratorOpt, InversionOpt, JsonOpt, ModelOpt, QuietOpt,
+                                   RefineStepsOpt, SegmenterOpt, cli_command, err_console, print_json)
 
 SourceArg = "image (PNG/JPEG/WebP) or .latent.safetensors from `bgedit invert`"
 OutFileOpt = Annotated[Path, typer.Option("--out", help="output PNG")]
@@ -19,8 +19,7 @@ SaveLatentOpt = Annotated[bool, typer.Option("--save-latent", help="also write t
 def _write(models, out: Path, images, codes, *, w, save_latent: bool, force: bool, source: str, steps: int) -> dict:
     """Write the PNG (and optionally the mixed latent); return what was written."""
     from bgedit_cli.io import save_png, to_uint8
-    from bgedit_cli.latent import latent_path, save_latent as write_latent
-    from bgedit_cli.pipelines.invert import Inversion
+    from bgedit_cli.latent import Inversion, latent_path, save_latent as write_latent
 
     written = {"image": str(out)}
     if save_latent:
@@ -37,7 +36,7 @@ def _write(models, out: Path, images, codes, *, w, save_latent: bool, force: boo
 
 
 def _check_outputs(out: Path, save_latent: bool, force: bool) -> None:
-    from bgedit_cli.checkpoint import check_writable
+    from bgedit_cli.fileio import check_writable
     from bgedit_cli.latent import latent_path
 
     check_writable(out, force)
@@ -68,7 +67,7 @@ def mix_style(
     style_seg: Annotated[Optional[Path], typer.Option("--style-seg", help="seg map of STYLE if it is an image "
                                                       "(default: predicted)")] = None,
     model: ModelOpt = None,
-    steps: StepsOpt = 5,
+    steps: RefineStepsOpt = 5,
     save_latent: SaveLatentOpt = False,
     generator: GeneratorOpt = None,
     inversion: InversionOpt = None,
@@ -81,9 +80,10 @@ def mix_style(
     """Keep CONTENT's layout, take STYLE's look (high-resolution W+ rows)."""
     import torch
 
-    from bgedit_cli.cli.invert import inversion_for, load_models
-    from bgedit_cli.pipelines.invert import render, sum_deltas
+    from bgedit_cli.latent import sum_deltas
+    from bgedit_cli.pipelines.invert import inversion_for, render
     from bgedit_cli.pipelines.mix import DELTA_SOURCES, parse_layers, style_mix_codes
+    from bgedit_cli.pipelines.models import load_models
 
     if delta_img not in DELTA_SOURCES:
         raise typer.BadParameter(f"expected a or b, got {delta_img!r}.", param_hint="--delta-img")
@@ -118,7 +118,7 @@ def mix_content(
     swap_deltas: Annotated[str, typer.Option("--swap-deltas", help="residuals taken from B: seg (delta_seg), all, "
                                              "or none")] = "seg",
     model: ModelOpt = None,
-    steps: StepsOpt = 5,
+    steps: RefineStepsOpt = 5,
     save_latent: SaveLatentOpt = False,
     generator: GeneratorOpt = None,
     inversion: InversionOpt = None,
@@ -131,10 +131,11 @@ def mix_content(
     """Keep A's look, take B's content (seg latents + delta_seg) -- or the content of a new map (--seg, no B)."""
     import torch
 
-    from bgedit_cli.cli.invert import inversion_for, load_models
     from bgedit_cli.io import load_seg, one_hot_seg
-    from bgedit_cli.pipelines.invert import render, sum_deltas
+    from bgedit_cli.latent import sum_deltas
+    from bgedit_cli.pipelines.invert import inversion_for, render
     from bgedit_cli.pipelines.mix import SWAP_DELTAS, content_mix_codes, edit_layout
+    from bgedit_cli.pipelines.models import load_models
 
     if swap_deltas not in SWAP_DELTAS:
         raise typer.BadParameter(f"expected one of {', '.join(SWAP_DELTAS)}, got {swap_deltas!r}.",

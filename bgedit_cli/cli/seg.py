@@ -24,7 +24,7 @@ def colorize(
     quiet: QuietOpt = False,
 ) -> None:
     """Draw a segmentation map in the ADE20K palette."""
-    from bgedit_cli.checkpoint import check_writable
+    from bgedit_cli.fileio import check_writable
     from bgedit_cli.io import colorize_seg, load_seg, save_png
 
     check_writable(out, force)

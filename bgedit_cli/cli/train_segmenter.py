@@ -7,8 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from bgedit_cli.cli.common import (PRESET_DEFAULT, DeviceOpt, ForceOpt, JsonOpt, PresetOpt, QuietOpt, ResumeOpt, SeedOpt,
-                                   StepsOpt, TrainBatchOpt, cli_command, report_training)
+from bgedit_cli.cli.common import DeviceOpt, ForceOpt, JsonOpt, QuietOpt, ResumeOpt, cli_command, report_training
+from bgedit_cli.cli.train_options import (EvalEveryOpt, SnapshotEveryOpt, TimeLimitOpt, TrainPrecisionOpt,
+                                          config_option)
+from bgedit_cli.training.configs import SegmenterTrainConfig as Cfg
 
 
 @cli_command
@@ -18,42 +20,38 @@ def train_segmenter(
     model: Annotated[Optional[Path], typer.Option(
         "--model", help="bundle folder: writes segmenter.safetensors and runs/segmenter-<time>/ there",
         show_default="$BGEDIT_HOME/models/default")] = None,
-    preset: PresetOpt = None,
-    steps: StepsOpt = None,
-    batch_size: TrainBatchOpt = None,
-    lr: Annotated[Optional[float], typer.Option(
-        "--lr", min=0.0, help="peak AdamW learning rate (warm-up, then cosine to 0)",
-        show_default=PRESET_DEFAULT)] = None,
-    class_balance: Annotated[Optional[float], typer.Option(
-        "--class-balance", min=0.0, max=1.0, help="weigh class c's pixels by f_c^-P (f_c: its pixel frequency in "
-        "the training maps); 0 = plain cross-entropy", show_default=PRESET_DEFAULT)] = None,
-    progressive: Annotated[Optional[float], typer.Option(
-        "--progressive", min=0.0, max=1.0, help="fraction of the steps at reduced resolution: the first half of it "
-        "at 1/4 with 16x the images per step, the rest at 1/2 with 4x (same compute); 0 = off",
-        show_default=PRESET_DEFAULT)] = None,
+    preset: Annotated[Optional[str], config_option(Cfg, "preset")] = None,
+    steps: Annotated[Optional[int], config_option(Cfg, "steps", min=1)] = None,
+    batch_size: Annotated[Optional[int], config_option(Cfg, "batch_size", min=1)] = None,
+    lr: Annotated[Optional[float], config_option(Cfg, "lr", min=0.0)] = None,
+    class_balance: Annotated[Optional[float], config_option(Cfg, "class_balance", min=0.0, max=1.0)] = None,
+    progressive: Annotated[Optional[float], config_option(Cfg, "progressive", min=0.0, max=1.0)] = None,
     resume: ResumeOpt = False,
-    seed: SeedOpt = None,
+    seed: Annotated[Optional[int], config_option(Cfg, "seed")] = None,
     device: DeviceOpt = "auto",
+    precision: TrainPrecisionOpt = "auto",
     workers: Annotated[int, typer.Option("--workers", min=0, help="data loading processes")] = 0,
-    eval_every: Annotated[Optional[int], typer.Option(
-        "--eval-every", min=0, help="validate every N steps (0: only at the end)", show_default="steps/10")] = None,
-    snapshot_every: Annotated[Optional[int], typer.Option(
-        "--snapshot-every", min=0, help="save weights and state every N steps (0: only at the end)",
-        show_default="steps/10")] = None,
+    eval_every: EvalEveryOpt = None,
+    snapshot_every: SnapshotEveryOpt = None,
+    time_limit: TimeLimitOpt = None,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train the segmenter that predicts ADE20K seg maps for images given without --seg."""
+    """Train the segmenter that predicts ADE20K seg maps for images given without --seg.
+
+    Example: bgedit train segmenter --data scenes/ --model bundle/ --preset demo
+    """
     from bgedit_cli.bundle import resolve_bundle
     from bgedit_cli.training.segmenter import SegmenterTrainOptions
     from bgedit_cli.training.segmenter import train_segmenter as run_training
 
-    opts = SegmenterTrainOptions(data=data, bundle=resolve_bundle(model), preset=preset, steps=steps,
-                                 batch_size=batch_size, lr=lr, class_balance=class_balance,
-                                 progressive=progressive, seed=seed,
-                                 resume=resume, device=device, workers=workers, eval_every=eval_every,
-                                 snapshot_every=snapshot_every, force=force, progress=not quiet)
+    overrides = {"steps": steps, "batch_size": batch_size, "lr": lr, "class_balance": class_balance,
+                 "progressive": progressive, "seed": seed}
+    opts = SegmenterTrainOptions(data=data, bundle=resolve_bundle(model), preset=preset, overrides=overrides,
+                                 resume=resume, device=device, precision=precision, workers=workers,
+                                 eval_every=eval_every, snapshot_every=snapshot_every, time_limit_min=time_limit,
+                                 force=force, progress=not quiet)
     report_training(run_training(opts), json_out, quiet, _summary_line)
 
 

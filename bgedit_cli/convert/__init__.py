@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bgedit_cli.checkpoint import load_state_strict
 from bgedit_cli.convert.common import ConvertedGenerator
+from bgedit_cli.convert.nvidia import convert_nvidia
+from bgedit_cli.convert.rosinality import convert_rosinality
 from bgedit_cli.errors import CheckpointError
+from bgedit_cli.nn.stylegan2 import Generator
 
 # Legacy (pre-zip) torch.save files begin with a pickled magic number.
 _TORCH_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
@@ -31,19 +35,12 @@ def sniff_format(path: Path) -> str:
 def convert_file(path: Path, which: str = "g_ema") -> ConvertedGenerator:
     fmt = sniff_format(path)
     if fmt == "rosinality":
-        from bgedit_cli.convert.rosinality import convert_rosinality
-
         return convert_rosinality(Path(path), which)
-    from bgedit_cli.convert.nvidia import convert_nvidia
-
     return convert_nvidia(Path(path), which)
 
 
 def build_generator(conv: ConvertedGenerator):
     """Instantiate our Generator with the converted tensors (computing w_avg where the file had none)."""
-    from bgedit_cli.checkpoint import load_state_strict
-    from bgedit_cli.nn.stylegan2 import Generator
-
     g = Generator(conv.config)
     tensors = dict(conv.state_dict)
     compute_avg = "mapping.w_avg" not in tensors

@@ -17,9 +17,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
 
 from bgedit_cli.errors import InputError
+from bgedit_cli.io import IMAGE_SUFFIXES, image_to_tensor, load_seg, one_hot_seg, open_image, resize_center_crop
 
 SPLITS = ("training", "validation")
 LAYOUT = "ROOT/images/{training,validation}/*.jpg|png with ROOT/annotations/{training,validation}/<same name>.png"
@@ -64,8 +67,6 @@ class ADE20KDataset(Dataset):
         self.require_seg, self.one_hot, self.seed, self.epoch = require_seg, one_hot, int(seed), 0
 
         # List the files once.
-        from bgedit_cli.io import IMAGE_SUFFIXES
-
         img_dir, seg_dir = self.root / "images" / split, self.root / "annotations" / split
         if not img_dir.is_dir():
             raise InputError(f"{img_dir}: no such folder; expected the ADE20K layout {LAYOUT}.")
@@ -93,10 +94,6 @@ class ADE20KDataset(Dataset):
         self.epoch = int(epoch)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from PIL import Image
-
-        from bgedit_cli.io import image_to_tensor, load_seg, open_image, resize_center_crop
-
         if not 0 <= index < len(self):
             raise IndexError(index)
         img_path, seg_path = self.image_paths[index], self.seg_paths[index]
@@ -115,8 +112,6 @@ class ADE20KDataset(Dataset):
             if "seg" in item:
                 item["seg"] = item["seg"].flip(-1)
         if self.one_hot and "seg" in item:
-            from bgedit_cli.io import one_hot_seg
-
             item["seg_onehot"] = one_hot_seg(item["seg"])
         return item
 
@@ -128,8 +123,6 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = True, workers
     The sampler is a DistributedSampler (one replica unless `distributed`, where torch.distributed gives the
     rank), so order and flips resume exactly from an epoch number. Workers are not persistent, so the
     dataset's epoch reaches them."""
-    from torch.utils.data.distributed import DistributedSampler
-
     replicas = {} if distributed else {"num_replicas": 1, "rank": 0}
     sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last, **replicas)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=drop_last,

@@ -22,6 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bgedit_cli.errors import InputError
+from bgedit_cli.losses.lpips import MIN_SIZE, build_lpips
+from bgedit_cli.losses.moco import build_moco
+from bgedit_cli.metrics.pairwise import ms_ssim, ms_ssim_label
+
 LOSS_NAMES = ("l2", "lpips", "moco", "ms_ssim", "msl1")
 
 
@@ -36,8 +41,6 @@ class LossLambdas:
     msl1: float = 0.0
 
     def __post_init__(self) -> None:
-        from bgedit_cli.errors import InputError
-
         for name in LOSS_NAMES:
             value = getattr(self, name)
             if not value >= 0:
@@ -81,8 +84,6 @@ class InversionLoss(nn.Module):
         self.moco_net = moco_net if lambdas.moco > 0 else None
 
     def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        from bgedit_cli.metrics.pairwise import ms_ssim
-
         y_hat, y = y_hat.float(), y.float()
         lam = self.lambdas
         terms: dict[str, torch.Tensor] = {}
@@ -101,8 +102,6 @@ class InversionLoss(nn.Module):
 
     def describe(self, resolution: int) -> dict[str, Any]:
         """What this loss computes, for run logs and checkpoint provenance."""
-        from bgedit_cli.metrics.pairwise import ms_ssim_label
-
         out: dict[str, Any] = {"lambdas": self.lambdas.active()}
         if self.lambdas.ms_ssim > 0:
             out["ms_ssim_variant"] = ms_ssim_label(resolution)
@@ -117,19 +116,13 @@ class InversionLoss(nn.Module):
 def build_inversion_loss(lambdas: LossLambdas, *, alexnet: str | Path | None = None, moco: str | Path | None = None,
                          resolution: int | None = None, device: str | torch.device = "cpu") -> InversionLoss:
     """Load what the active terms need (MissingWeightsError naming the file when absent); check sizes."""
-    from bgedit_cli.errors import InputError
-
     lpips_net = moco_net = None
     if lambdas.lpips > 0:
-        from bgedit_cli.losses.lpips import MIN_SIZE, build_lpips
-
         if resolution is not None and resolution < MIN_SIZE:
             raise InputError(f"the LPIPS loss needs images of at least {MIN_SIZE} px, this model is {resolution} px; "
                              "use --lpips-lambda 0.")
         lpips_net = build_lpips(alexnet, device)
     if lambdas.moco > 0:
-        from bgedit_cli.losses.moco import build_moco
-
         moco_net = build_moco(moco, device)
     if lambdas.ms_ssim > 0 and resolution is not None and resolution <= 10:
         raise InputError(f"the MS-SSIM loss needs images larger than 10 px, this model is {resolution} px; "

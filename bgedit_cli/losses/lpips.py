@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from bgedit_cli.errors import CheckpointError, InputError
+from bgedit_cli.losses.weights import ALEXNET, find_weights, load_torch_file, lpips_linear_layers_file
 from bgedit_cli.nn.ops import assert_shape
 
 MIN_SIZE = 32
@@ -31,9 +32,7 @@ class LPIPS(nn.Module):
 
     def __init__(self, alexnet_path: str | Path, linear_path: str | Path | None = None) -> None:
         super().__init__()
-        import lpips
-
-        from bgedit_cli.losses.weights import lpips_linear_layers_file, load_torch_file
+        import lpips  # here, not at the top: it imports torchvision (~2 s), needed only with the LPIPS term
 
         with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=False`
             warnings.simplefilter("ignore")
@@ -85,6 +84,4 @@ class LPIPS(nn.Module):
 
 def build_lpips(alexnet: str | Path | None = None, device: str | torch.device = "cpu") -> LPIPS:
     """LPIPS-Alex with the AlexNet file from `alexnet` or the standard places (MissingWeightsError if absent)."""
-    from bgedit_cli.losses.weights import ALEXNET, find_weights
-
     return LPIPS(find_weights(ALEXNET, alexnet)).to(device)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bgedit_cli.errors import CheckpointError
+from bgedit_cli.losses.weights import MOCO, find_weights, load_torch_file
 from bgedit_cli.nn.ops import assert_shape
 
 PREFIX = "module.encoder_q."
@@ -25,9 +26,7 @@ INPUT_SIZE = 224
 
 def load_moco_resnet50(path: str | Path) -> nn.Module:
     """ResNet-50 trunk (everything but fc; output [N, 2048, 1, 1]) with the MoCo query encoder's weights."""
-    import torchvision
-
-    from bgedit_cli.losses.weights import load_torch_file
+    import torchvision  # here, not at the top: ~2 s to import, needed only with the MoCo term
 
     ckpt = load_torch_file(Path(path), "MoCo v2")
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
@@ -74,6 +73,4 @@ class MocoLoss(nn.Module):
 
 def build_moco(moco: str | Path | None = None, device: str | torch.device = "cpu") -> MocoLoss:
     """MoCo loss with the file from `moco` or `$BGEDIT_HOME/weights/` (MissingWeightsError if absent)."""
-    from bgedit_cli.losses.weights import MOCO, find_weights
-
     return MocoLoss(find_weights(MOCO, moco)).to(device)

@@ -17,9 +17,13 @@ it. Torch files are read with `torch.load(weights_only=True)` (no pickled code r
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from bgedit_cli.bundle import weights_dir
 from bgedit_cli.errors import CheckpointError
 
 
@@ -55,17 +59,12 @@ MOCO = AuxWeights(
             "(the MoCo v2 800-epoch model of github.com/facebookresearch/moco)"),
     option="--moco",
 )
-AUX_WEIGHTS = {w.key: w for w in (ALEXNET, MOCO)}
 
 
 def search_dirs(spec: AuxWeights) -> list[Path]:
     """The folders searched for `spec`, in order."""
-    from bgedit_cli.bundle import weights_dir
-
     dirs = [weights_dir()]
     if spec.torch_hub:
-        import torch
-
         dirs.append(Path(torch.hub.get_dir()) / "checkpoints")
     return dirs
 
@@ -89,25 +88,8 @@ def find_weights(spec: AuxWeights, override: str | Path | None = None) -> Path:
         "Presets tiny and demo train without it.")
 
 
-def weights_status() -> dict[str, dict[str, Any]]:
-    """For `bgedit doctor`: each auxiliary file, found or not, and where it was looked for."""
-    out = {}
-    for key, spec in AUX_WEIGHTS.items():
-        try:
-            path: str | None = str(find_weights(spec))
-        except MissingWeightsError:
-            path = None
-        out[key] = {"file": spec.names[0], "found": path, "searched": [str(d) for d in search_dirs(spec)],
-                    "source": spec.source}
-    return out
-
-
 def load_torch_file(path: Path, what: str) -> Any:
     """`torch.load(path, weights_only=True)` on CPU; any failure is a CheckpointError naming the file."""
-    import pickle
-
-    import torch
-
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as exc:
@@ -118,7 +100,7 @@ def load_torch_file(path: Path, what: str) -> Any:
 def lpips_linear_layers_file(net: str = "alex", version: str = "0.1") -> Path:
     """The LPIPS linear-layer weights shipped inside the `lpips` package."""
     try:
-        import lpips  # noqa: F401  (only to find its folder)
+        import lpips  # here, not at the top: it imports torchvision (~2 s); only to find its folder
     except ImportError:
         raise MissingWeightsError("the `lpips` package is not installed (its linear layers are needed for LPIPS); "
                                   "pip install 'lpips>=0.1.4'.") from None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pytorch_msssim import ms_ssim as reference_ms_ssim
 
 from bgedit_cli.nn.ops import assert_shape
 
@@ -98,9 +99,7 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"ms_ssim needs images larger than {WIN_SIZE - 1} px, got {x.shape[-1]}x{x.shape[-2]}")
     a, b = to_unit(x), to_unit(y)
     if scales == len(MS_SSIM_WEIGHTS):
-        from pytorch_msssim import ms_ssim as reference
-
-        return reference(a, b, data_range=1.0, size_average=False, win_size=WIN_SIZE, win_sigma=WIN_SIGMA,
+        return reference_ms_ssim(a, b, data_range=1.0, size_average=False, win_size=WIN_SIZE, win_sigma=WIN_SIGMA,
                          weights=list(MS_SSIM_WEIGHTS), K=(K1, K2))
     return _ms_ssim(a, b, scales)
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import torch
 
-IGNORE_INDEX = 255
+from bgedit_cli.data.ade20k_classes import IGNORE_ID, NUM_CLASSES
 
 
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int = 151,
-                     ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int = NUM_CLASSES,
+                     ignore_index: int = IGNORE_ID) -> torch.Tensor:
     """pred, target: int [...] of the same shape -> int64 [num_classes, num_classes] (rows = target)."""
     if pred.shape != target.shape:
         raise ValueError(f"pred {list(pred.shape)} and target {list(target.shape)} must have the same shape")

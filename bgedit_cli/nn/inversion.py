@@ -34,12 +34,12 @@ from typing import Any, Mapping, Sequence
 from torch import nn
 
 from bgedit_cli.config import Config
+from bgedit_cli.data.ade20k_classes import NUM_CLASSES
 from bgedit_cli.errors import CheckpointError, ConfigError
 from bgedit_cli.nn.encoders import EncoderConfig, StyleTransformerEncoder
 from bgedit_cli.nn.hypernet import HyperNetConfig, HyperNetwork, check_layer_shapes, normalize_layer_shapes
 
 VARIANTS = ("proposed", "baseline")
-NUM_SEG_CLASSES = 151
 IMG_CHANNELS = 3
 
 
@@ -64,7 +64,7 @@ class InversionConfig(Config):
     hyper_img: HyperNetConfig
     seg_encoder: EncoderConfig | None = None
     hyper_seg: HyperNetConfig | None = None
-    num_classes: int = NUM_SEG_CLASSES
+    num_classes: int = NUM_CLASSES
     preset: str = ""
     generator_config: dict = dataclasses.field(default_factory=dict)
     generator_sha256: str = ""
@@ -154,9 +154,9 @@ def inversion_config(variant: str, preset: str, generator_cfg: Any, layer_shapes
     hyper_img = HyperNetConfig(in_channels=2 * IMG_CHANNELS, **sizes["hypernet"])
     seg_encoder = hyper_seg = None
     if variant == "proposed":
-        seg_encoder = EncoderConfig(in_channels=NUM_SEG_CLASSES, num_queries=seg_layers, output="wplus", **dims,
+        seg_encoder = EncoderConfig(in_channels=NUM_CLASSES, num_queries=seg_layers, output="wplus", **dims,
                                     **sizes["encoder"])
-        hyper_seg = HyperNetConfig(in_channels=NUM_SEG_CLASSES + IMG_CHANNELS, **sizes["hypernet"])
+        hyper_seg = HyperNetConfig(in_channels=NUM_CLASSES + IMG_CHANNELS, **sizes["hypernet"])
     return InversionConfig(
         variant=variant, img_resolution=g.img_resolution, num_ws=num_ws, seg_layers=seg_layers,
         layer_shapes={k: list(v) for k, v in layer_shapes.items()}, image_encoder=image_encoder, hyper_img=hyper_img,

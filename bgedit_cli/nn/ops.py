@@ -94,13 +94,6 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, factor: int = 2) -> torch.Tenso
     return upfirdn2d(x, f * factor**2, up=factor, pad=((p + 1) // 2 + factor - 1, p // 2))
 
 
-def downsample2d(x: torch.Tensor, f: torch.Tensor, factor: int = 2) -> torch.Tensor:
-    """FIR downsampling by `factor`."""
-    k = f.shape[-1]
-    p = k - factor
-    return upfirdn2d(x, f, down=factor, pad=((p + 1) // 2, p // 2))
-
-
 def modulated_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bgedit_cli.config import Config
+from bgedit_cli.data.ade20k_classes import NUM_CLASSES
 from bgedit_cli.errors import ConfigError
 from bgedit_cli.nn.ops import assert_shape
 
@@ -38,7 +39,7 @@ class SegmenterConfig(Config):
     """Everything needed to rebuild a segmenter. `channels[i]` is the width of encoder level i."""
 
     resolution: int = 256
-    num_classes: int = 151
+    num_classes: int = NUM_CLASSES
     in_channels: int = 3
     channels: tuple[int, ...] = (32, 64, 128, 256, 256)
     num_convs: int = 2

@@ -31,14 +31,18 @@ from typing import Any, Callable
 import torch
 
 from bgedit_cli.errors import InputError
+from bgedit_cli.io import load_image, load_seg, one_hot_seg
+from bgedit_cli.latent import Inversion
+from bgedit_cli.metrics.pairwise import ms_ssim_label, pairwise_metrics
+from bgedit_cli.nn.inversion import default_seg_layers
+from bgedit_cli.pipelines.invert import invert, render
+from bgedit_cli.pipelines.mix import mix_content, mix_style
 
 MIX_NAME = re.compile(r"^(?P<a>.+)__(?P<b>.+)\.png$")
 
 
 def _score(x: torch.Tensor, y: torch.Tensor, lpips_net=None) -> dict[str, torch.Tensor]:
     """Per-image metrics of x against y ([N] each; metrics on CPU, LPIPS on the network's device)."""
-    from bgedit_cli.metrics.pairwise import pairwise_metrics
-
     out = pairwise_metrics(x.float().cpu(), y.float().cpu())
     if lpips_net is not None:
         device = next(lpips_net.parameters()).device
@@ -71,10 +75,6 @@ def reconstruction_scores(G, net, dataset, *, num: int, steps: int = 5, batch_si
     """Scores of y_0 .. y_steps on the first `num` items of `dataset` (ADE20KDataset; its maps are used by the
     proposed variant). Returns ({"per_step": [{metric: mean}, ...], "final": {...}, "images": n,
     "ms_ssim_variant": label}, grid columns [input, y_0, ..., y_steps] of the first `grid_images`)."""
-    from bgedit_cli.io import one_hot_seg
-    from bgedit_cli.metrics.pairwise import ms_ssim_label
-    from bgedit_cli.pipelines.invert import invert
-
     num = min(num, len(dataset))
     if num < 1:
         raise InputError("no images to evaluate.")
@@ -130,8 +130,6 @@ def mixing_pairs(root: Path) -> tuple[Path, list[str], dict[tuple[str, str], Pat
 
 def _row_swap(G, inv_a, inv_b, split: int, take: str) -> torch.Tensor:
     """Baseline mixing: W+ rows < split from one inversion, >= split from the other; A's deltas."""
-    from bgedit_cli.pipelines.invert import render
-
     low, high = (inv_a, inv_b) if take == "style" else (inv_b, inv_a)
     ws = torch.cat([low.ws[:, :split], high.ws[:, split:]], dim=1)
     return render(G, ws, inv_a.weight_deltas())
@@ -143,11 +141,6 @@ def mixing_scores(G, net, root: Path, *, steps: int = 5, batch_size: int = 8, de
                   progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Mixing error against the synthetic ground truth (module doc). Returns {"scenes", "pairs", "steps",
     "method", "style": {answer: {metric: mean}}, "content": {...}}."""
-    from bgedit_cli.io import load_image, load_seg, one_hot_seg
-    from bgedit_cli.nn.inversion import default_seg_layers
-    from bgedit_cli.pipelines.invert import Inversion, invert
-    from bgedit_cli.pipelines.mix import mix_content, mix_style
-
     data_root, scenes, pairs = mixing_pairs(Path(root))
     if max_scenes is not None:
         scenes = scenes[:max_scenes]

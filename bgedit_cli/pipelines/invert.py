@@ -15,107 +15,29 @@ The pieces, for inference (`invert`) and for training (`bgedit_cli.training.inve
 HyperStyle's training loop), so a trainer may compute a loss and call backward after every step; `ws` is used
 as given (detach it to train the hypernetworks alone). `invert` runs all of this under `torch.no_grad()`.
 Deltas combine as `theta * (1 + delta_img + delta_seg)`; the baseline variant has only `delta_img`.
+
+For the commands (and evaluation) on a bundle's `Models`: `load_item` reads an image and its map,
+`run_inversion` inverts a batch (maps missing from it are predicted by `predict_seg`), `inversion_for` reads a
+latent file or inverts an image. These read the input files they are given; nothing here writes or prints.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Callable, Mapping
 
 import torch
+import torch.nn.functional as F
 
 from bgedit_cli.errors import InputError
+from bgedit_cli.io import load_image, load_seg, one_hot_seg
+from bgedit_cli.latent import Deltas, Inversion, is_latent_path, load_latent, sum_deltas
 from bgedit_cli.nn.inversion import InversionNet
 from bgedit_cli.nn.ops import assert_shape
 from bgedit_cli.nn.stylegan2 import Generator, NoiseMode
+from bgedit_cli.pipelines.models import Models
 
-Deltas = dict[str, torch.Tensor]
 Progress = Callable[[int, int], None]
-
-
-@dataclasses.dataclass
-class Inversion:
-    """The result of inverting N images (every tensor has the batch dim first).
-
-    ws: [N, num_ws, w_dim] -- the code fed to G: seg latents in rows < seg_layers, the image w in the rest
-        (baseline: the image w everywhere);
-    w: [N, w_dim] (or [N, num_ws, w_dim] from a W+ image encoder);
-    seg_latents: [N, seg_layers, w_dim] or None (baseline);
-    delta_img, delta_seg: {"convs.j": [N, C_out, C_in, k, k]} or None (no refinement / baseline);
-    images: [N, 3, R, R] final reconstruction (None when loaded from a latent file);
-    steps_images: reconstructions y_0 .. y_steps when asked for;
-    meta: header of the latent file it was loaded from, if any.
-    """
-
-    ws: torch.Tensor
-    w: torch.Tensor
-    seg_latents: torch.Tensor | None = None
-    delta_img: Deltas | None = None
-    delta_seg: Deltas | None = None
-    images: torch.Tensor | None = None
-    steps_images: list[torch.Tensor] | None = None
-    meta: dict | None = None
-
-    @property
-    def num(self) -> int:
-        return self.ws.shape[0]
-
-    @property
-    def seg_layers(self) -> int:
-        return 0 if self.seg_latents is None else self.seg_latents.shape[1]
-
-    def weight_deltas(self) -> Deltas | None:
-        """delta_img + delta_seg per layer (what G runs with), or None."""
-        return sum_deltas(self.delta_img, self.delta_seg)
-
-    def apply(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "Inversion":
-        """A new Inversion with `fn` applied to every tensor (e.g. a device move or a batch slice)."""
-        def opt(x):
-            return None if x is None else fn(x)
-
-        def dmap(d):
-            return None if d is None else {k: fn(v) for k, v in d.items()}
-
-        return Inversion(ws=fn(self.ws), w=fn(self.w), seg_latents=opt(self.seg_latents),
-                         delta_img=dmap(self.delta_img), delta_seg=dmap(self.delta_seg), images=opt(self.images),
-                         steps_images=None if self.steps_images is None else [fn(y) for y in self.steps_images],
-                         meta=self.meta)
-
-    def select(self, index: int | slice) -> "Inversion":
-        """Items `index` (an int keeps a batch dim of 1)."""
-        sl = slice(index, index + 1) if isinstance(index, int) else index
-        return self.apply(lambda x: x[sl])
-
-    def to(self, device: torch.device | str) -> "Inversion":
-        return self.apply(lambda x: x.to(device))
-
-    @staticmethod
-    def cat(items: Sequence["Inversion"]) -> "Inversion":
-        """Concatenate along the batch dim (all items must have the same parts)."""
-        first = items[0]
-
-        def cat_opt(get):
-            vals = [get(i) for i in items]
-            return None if vals[0] is None else torch.cat(vals)
-
-        def cat_deltas(get):
-            vals = [get(i) for i in items]
-            return None if vals[0] is None else {k: torch.cat([v[k] for v in vals]) for k in vals[0]}
-
-        steps = None
-        if first.steps_images is not None:
-            steps = [torch.cat([i.steps_images[t] for i in items]) for t in range(len(first.steps_images))]
-        return Inversion(ws=torch.cat([i.ws for i in items]), w=torch.cat([i.w for i in items]),
-                         seg_latents=cat_opt(lambda i: i.seg_latents), delta_img=cat_deltas(lambda i: i.delta_img),
-                         delta_seg=cat_deltas(lambda i: i.delta_seg), images=cat_opt(lambda i: i.images),
-                         steps_images=steps)
-
-
-def sum_deltas(a: Mapping[str, torch.Tensor] | None, b: Mapping[str, torch.Tensor] | None) -> Deltas | None:
-    """Per-layer sum of two delta dicts (either may be None; a layer missing in one is taken from the other)."""
-    if a is None or b is None:
-        return None if a is None and b is None else dict(a if b is None else b)
-    return {k: a[k] + b[k] if k in a and k in b else (a[k] if k in a else b[k]) for k in {**a, **b}}
 
 
 def render(generator: Generator, ws: torch.Tensor, deltas: Mapping[str, torch.Tensor] | None = None, *,
@@ -205,3 +127,59 @@ def invert(generator: Generator, net: InversionNet, img: torch.Tensor, seg: torc
             progress(t, steps)
     return Inversion(ws=ws, w=w, seg_latents=seg_latents, delta_img=delta_img, delta_seg=delta_seg, images=y,
                      steps_images=history)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Inverting files with a bundle's models.
+
+
+def predict_seg(models: Models, paths: list[Path]) -> torch.Tensor:
+    """Class ids [N, R, R] at the generator's resolution, predicted by the bundle's segmenter."""
+    seg_net = models.segmenter()
+    img = torch.stack([load_image(p, seg_net.cfg.resolution) for p in paths]).to(models.device)
+    ids = seg_net.predict(img)
+    r = models.resolution
+    if ids.shape[-1] != r:
+        ids = F.interpolate(ids[:, None].float(), size=(r, r), mode="nearest")[:, 0].long()
+    return ids
+
+
+def load_item(models: Models, path: Path, seg_path: Path | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(image [3, R, R], seg ids [R, R] or None). Errors are InputErrors naming the file."""
+    img = load_image(path, models.resolution)
+    seg = None
+    if seg_path is not None and models.net.uses_seg:
+        seg = torch.from_numpy(load_seg(seg_path, models.resolution).copy()).long()
+    return img, seg
+
+
+def run_inversion(models: Models, imgs: torch.Tensor, segs: list[torch.Tensor | None], paths: list[Path],
+                  steps: int, progress: Progress | None = None) -> tuple[Inversion, torch.Tensor | None]:
+    """Invert a batch `imgs` [N, 3, R, R] read from `paths` (segs: ids [R, R] or None per item, missing ones
+    predicted). Returns (Inversion on the CPU, ids [N, R, R] or None for the baseline)."""
+    ids = onehot = None
+    if models.net.uses_seg:
+        missing = [i for i, s in enumerate(segs) if s is None]
+        if missing:
+            predicted = predict_seg(models, [paths[i] for i in missing]).cpu()
+            segs = list(segs)
+            for i, s in zip(missing, predicted):
+                segs[i] = s
+        ids = torch.stack(segs)
+        onehot = one_hot_seg(ids).to(models.device)
+    inv = invert(models.generator, models.net, imgs.to(models.device), onehot, steps=steps, progress=progress)
+    return inv.to("cpu"), ids
+
+
+def inversion_for(models: Models, src: Path, seg: Path | None, steps: int) -> Inversion:
+    """An Inversion (batch 1, on the models' device) from an image (inverted now) or a `.latent.safetensors`
+    (checked against the generator)."""
+    if is_latent_path(src):
+        inv = load_latent(src, models.generator_sha256)
+        if inv.seg_layers and inv.seg_layers != models.net.seg_layers:
+            raise InputError(f"{src}: made with seg_layers {inv.seg_layers}, but the model uses "
+                             f"{models.net.seg_layers}; invert the image again with this model.")
+        return inv.to(models.device)
+    img, ids = load_item(models, src, seg)
+    inv, _ = run_inversion(models, img[None], [ids], [src], steps)
+    return inv.to(models.device)

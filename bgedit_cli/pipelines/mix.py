@@ -22,10 +22,10 @@ from typing import Sequence
 import torch
 
 from bgedit_cli.errors import InputError
+from bgedit_cli.latent import Deltas, Inversion, sum_deltas
 from bgedit_cli.nn.inversion import InversionNet
 from bgedit_cli.nn.stylegan2 import Generator, NoiseMode
-from bgedit_cli.pipelines.invert import (Deltas, Inversion, Progress, compose_ws, refine_step, render,
-                                         sum_deltas)
+from bgedit_cli.pipelines.invert import Progress, compose_ws, refine_step, render
 
 SWAP_DELTAS = ("seg", "all", "none")
 DELTA_SOURCES = ("a", "b")

@@ -22,8 +22,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-AUGMENT_MODES = ("none", "diffaug", "ada")
-DEFAULT_POLICY = "color,translation,cutout"
+from bgedit_cli.training.configs import DEFAULT_POLICY
 
 
 def rand_brightness(x: torch.Tensor) -> torch.Tensor:

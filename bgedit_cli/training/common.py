@@ -1,13 +1,11 @@
-"""Scaffolding every training stage shares: run folders, JSON-lines logs, progress, devices, DDP, resume.
+"""Pieces the stage runner (training/runner.py) and the stages share: processes, logs, progress, data order.
 
-A stage's loop reads top to bottom (`# Load data.`, `# Build networks.`, `# Resume.`, `# Train.`,
-`# Snapshot.`) and uses these pieces:
-
-- `TrainSetup.create(...)`: rank/world size (torchrun env), device, run folder (rank 0 only), log, seed.
+- `init_distributed` / `train_device`: rank and world size from torchrun's environment, the device per rank;
+  `all_reduce_mean`, `any_ranks`, `all_gather_objects`, `sum_over_ranks`: the collectives the stages use.
 - `RunLog.write(step=..., **scalars)`: one JSON object per line in `RUN/log.jsonl`, flushed at once.
 - `TrainProgress`: a rich progress bar on stderr with step, images/s, losses and ETA (rank 0, not --quiet).
-- `save_state` / `load_state` (training/state.py): resumable state (networks, optimizers, RNG, step, data
-  position) in `RUN/state.safetensors`, written atomically, so Ctrl-C never leaves a broken checkpoint.
+- `resumable_batches`: the data order as a function of (seed, epoch), resumable mid-epoch.
+- `StopRequest`: the first Ctrl-C asks the loop to stop after its step.
 """
 
 from __future__ import annotations
@@ -16,16 +14,21 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader
 
-from bgedit_cli.bundle import latest_run_dir, new_run_dir
-from bgedit_cli.cli.common import err_console
-from bgedit_cli.errors import BgeditError, InputError
+from bgedit_cli.errors import InputError
+from bgedit_cli.console import err_console
+from bgedit_cli.runtime import resolve_device
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -63,17 +66,10 @@ def init_distributed(device: torch.device) -> Dist:
 
 
 def train_device(name: str, d: Dist | None = None) -> torch.device:
-    from bgedit_cli.cli.common import resolve_device
-
     dev = resolve_device(name)
     if dev.type == "cuda" and d is not None and d.enabled:
         return torch.device("cuda", d.local_rank)
     return dev
-
-
-def barrier(d: Dist) -> None:
-    if d.enabled:
-        dist.barrier()
 
 
 def all_reduce_mean(x: torch.Tensor, d: Dist) -> torch.Tensor:
@@ -84,15 +80,45 @@ def all_reduce_mean(x: torch.Tensor, d: Dist) -> torch.Tensor:
     return x
 
 
-def any_rank(flag: bool, d: Dist | None) -> bool:
-    """True when `flag` is true on any rank (a collective call under DDP: every rank must make it)."""
+def any_ranks(flags: list[bool], d: Dist | None) -> list[bool]:
+    """Each flag true on any rank (one collective call under DDP: every rank must make it)."""
     if d is None or not d.enabled:
-        return flag
-    t = torch.tensor([float(flag)])
+        return list(flags)
+    t = torch.tensor([float(f) for f in flags])
     if dist.get_backend() == "nccl":
         t = t.cuda()
     dist.all_reduce(t)
-    return bool(t.item() > 0)
+    return [bool(v > 0) for v in t.tolist()]
+
+
+def average_gradients(params: list[torch.nn.Parameter], d) -> None:
+    """Average the gradients over ranks with one flattened all-reduce (no-op for one process). Parameters
+    without a gradient on every rank (a frozen phase) are skipped consistently: the phase is the same on all."""
+    if not d.enabled:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= d.world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def sum_over_ranks(d: Dist):
+    """A function summing a tensor over ranks (None without DDP), for stages that reduce their own statistics."""
+    if not d.enabled:
+        return None
+
+    def reduce(x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    return reduce
 
 
 def all_gather_objects(obj: Any, d: Dist) -> list[Any]:
@@ -109,6 +135,21 @@ def split_batch(batch_size: int, d: Dist) -> int:
     if batch_size % d.world_size:
         raise InputError(f"--batch-size {batch_size} must be divisible by the number of processes ({d.world_size}).")
     return batch_size // d.world_size
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Learning rate.
+
+
+def warmup_cosine_lr(step: int, total: int, base_lr: float, *, warmup_fraction: float, max_warmup: int,
+                     final_fraction: float = 0.0) -> float:
+    """Learning rate of step `step` (0-based): linear warm-up over `warmup_fraction` of the steps (at most
+    `max_warmup`), then cosine from `base_lr` down to `final_fraction * base_lr` at the last step."""
+    warmup = min(max_warmup, max(1, int(warmup_fraction * total)))
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    t = min((step - warmup) / max(1, total - warmup), 1.0)
+    return base_lr * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -144,27 +185,6 @@ def read_log(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def run_dir_for(bundle: Path, stage: str, resume: bool, d: Dist) -> tuple[Path | None, bool]:
-    """(run folder, resuming?) — the latest resumable run with `--resume`, else a new one. Rank 0 decides;
-    other ranks get the same path (torchrun ranks share a filesystem)."""
-    path: Path | None = None
-    resuming = False
-    if d.is_main:
-        if resume:
-            path = latest_run_dir(bundle, stage)
-            if path is None:
-                raise InputError(f"--resume: no {stage} run with a saved state under {Path(bundle) / 'runs'}; "
-                                 "start without --resume.")
-            resuming = True
-        else:
-            path = new_run_dir(bundle, stage)
-    if d.enabled:
-        box = [str(path) if path else None, resuming]
-        dist.broadcast_object_list(box, src=0)
-        path, resuming = (Path(box[0]) if box[0] else None), bool(box[1])
-    return path, resuming
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Progress.
 
@@ -173,8 +193,6 @@ class TrainProgress:
     """Rich progress on stderr: step/total, images/s, latest losses, ETA. Disabled when quiet or not rank 0."""
 
     def __init__(self, total_steps: int, start_step: int, *, description: str, enabled: bool = True) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
                             console=err_console, disable=not enabled)
@@ -199,17 +217,6 @@ class TrainProgress:
             self.t_last, self.images = now, 0
 
 
-class TrainingInterrupted(BgeditError):
-    """Raised after Ctrl-C once the resumable state has been saved."""
-
-    exit_code = 130
-
-
-def format_hms(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Resumable data order.
 
@@ -232,8 +239,6 @@ class EpochBatchSampler(torch.utils.data.Sampler):
         self.local = split_batch(batch_size, d)
         self.batch_size, self.rank, self.start = batch_size, d.rank, start
         if shuffle:
-            import numpy as np
-
             self.order = np.random.default_rng([seed, epoch]).permutation(num_items).tolist()
         else:
             self.order = list(range(num_items))
@@ -255,8 +260,6 @@ def resumable_batches(dataset: torch.utils.data.Dataset, batch_size: int, *, see
     Calls `dataset.set_epoch(epoch)` (when it has one) before each epoch; workers are not persistent, so
     they see it. Each epoch's loader has its own seeded generator: creating an iterator never draws from the
     global RNG (a resumed run must see the same random stream as a straight one)."""
-    from torch.utils.data import DataLoader
-
     while True:
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
@@ -277,43 +280,22 @@ def resumable_batches(dataset: torch.utils.data.Dataset, batch_size: int, *, see
 class StopRequest:
     """`with StopRequest() as stop:` the first Ctrl-C (SIGINT) only sets `stop.requested`, so the loop can
     finish its step, save a consistent state and leave; a second Ctrl-C raises KeyboardInterrupt at once.
-    Outside the main thread (no signal handlers there) it is inert. `stop.check(d)` agrees across ranks."""
+    Outside the main thread (no signal handlers there) it is inert. The runner agrees across ranks (`any_ranks`)."""
 
     def __init__(self) -> None:
         self.requested = False
         self._previous: Any = None
 
     def _handler(self, signum: int, frame: Any) -> None:
-        import signal
-
         self.requested = True
         signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
 
     def __enter__(self) -> "StopRequest":
-        import signal
-        import threading
-
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handler)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        import signal
-
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
-
-    def check(self, d: Dist | None = None) -> bool:
-        """True when any rank got Ctrl-C (a collective call under DDP: every rank must make it)."""
-        return any_rank(self.requested, d)
-
-
-def save_snapshot(net: torch.nn.Module, kind: str, out_path: Path, run_dir: Path, name: str, step: int,
-                  provenance: dict[str, Any]) -> None:
-    """Write the network to the bundle (`out_path`, replacing it) and to `RUN/snapshots/<name>-<step>.safetensors`."""
-    from bgedit_cli.checkpoint import save_network
-
-    save_network(out_path, net, kind=kind, provenance=provenance, force=True)
-    save_network(Path(run_dir) / "snapshots" / f"{name}-{step:06d}.safetensors", net, kind=kind,
-                 provenance=provenance, force=True)

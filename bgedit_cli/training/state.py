@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from bgedit_cli.checkpoint import read_checkpoint, save_checkpoint
+from bgedit_cli.training.common import all_gather_objects
 
 
 def _encode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -102,8 +103,6 @@ def rank_seed(seed: int, rank: int) -> int:
 
 def gather_rng_states(d: Any) -> list[dict[str, Any]]:
     """Every rank's `rng_state()`, in rank order (one item without DDP). Collective: every rank must call it."""
-    from bgedit_cli.training.common import all_gather_objects
-
     return all_gather_objects(rng_state(), d)
 
 

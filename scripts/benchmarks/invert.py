@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from bgedit_cli.data.ade20k_classes import NUM_CLASSES
 from bgedit_cli.nn.inversion import build_inversion
 from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS, Generator
 from bgedit_cli.pipelines.invert import invert
@@ -30,8 +31,8 @@ def _sync(device: torch.device) -> None:
 def _inputs(batch: int, resolution: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
     img = torch.rand(batch, 3, resolution, resolution, generator=gen) * 2 - 1
-    ids = torch.randint(0, 151, (batch, resolution, resolution), generator=gen)
-    seg = torch.zeros(batch, 151, resolution, resolution).scatter_(1, ids[:, None], 1.0)
+    ids = torch.randint(0, NUM_CLASSES, (batch, resolution, resolution), generator=gen)
+    seg = torch.zeros(batch, NUM_CLASSES, resolution, resolution).scatter_(1, ids[:, None], 1.0)
     return img.to(device), seg.to(device)
 
 

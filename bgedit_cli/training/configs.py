@@ -1,0 +1,340 @@
+"""Training settings: one frozen config per stage, each default written once.
+
+A stage's config lists its fields and `PRESETS` (the field values per preset); `for_preset(name, **overrides)`
+fills the rest from the preset, `resolve(...)` adds the `--resume` rules, and the CLI reads option defaults and
+help from the same table (`preset_default`). The run's state stores `cfg.to_dict()`, so `--resume` keeps it.
+This module imports no torch: `bgedit --help` reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from bgedit_cli.config import Config
+from bgedit_cli.errors import ConfigError, InputError
+
+C = TypeVar("C", bound="StageConfig")
+
+
+def _field(default: Any, help: str) -> Any:
+    """A config field with its command-line help (the CLI reads it: `cli/train_options.py`)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class StageConfig(Config):
+    """A stage's training settings. Subclasses list their fields and `PRESETS` (field values per preset);
+    `for_preset(name, **overrides)` fills the rest from the preset, and the CLI's option defaults and help
+    are read from the same table (`preset_default`). Stored in the run's state so `--resume` keeps it."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    LENGTH_FIELDS: ClassVar[tuple[str, ...]] = ("steps",)  # what `--resume` may change
+
+    preset: str = _field("demo", "tiny, demo or paper-256: resolution, network sizes and training defaults")
+    steps: int = _field(1, "total optimizer steps, counted from the start of the run (with --resume too)")
+    batch_size: int = _field(1, "global batch size, split over processes")
+    seed: int = _field(0, "seed of every random draw: initialization, data order, flips (and latents, noise)")
+
+    def __post_init__(self) -> None:
+        if self.preset not in self.PRESETS:
+            raise ConfigError(f"preset {self.preset!r}: expected one of {', '.join(self.PRESETS)}.")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ConfigError("steps and batch_size must be positive.")
+
+    @classmethod
+    def for_preset(cls: type[C], preset: str, **overrides: Any) -> C:
+        """The preset's settings with `overrides` (None = keep the preset's)."""
+        if preset not in cls.PRESETS:
+            raise InputError(f"--preset {preset}: expected one of {', '.join(cls.PRESETS)}.")
+        values = {**cls.PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(preset=preset, **values)
+
+    @classmethod
+    def preset_default(cls, name: str) -> str:
+        """`demo 4600, tiny 40, paper-256 80000`: a field's value per preset, for the CLI's help."""
+        field = {f.name: f for f in dataclasses.fields(cls)}[name]
+        values = {p: v.get(name, field.default) for p, v in cls.PRESETS.items()}
+        if len(set(map(repr, values.values()))) == 1:
+            return _short(next(iter(values.values())))
+        order = sorted(values, key=lambda p: p != "demo")
+        return ", ".join(f"{p} {_short(values[p])}" for p in order)
+
+    @classmethod
+    def resolve(cls: type[C], preset: str | None, overrides: dict[str, Any], flags: dict[str, str],
+                saved: dict[str, Any] | None) -> C:
+        """Command line > resumed run > preset. With a saved run only the length may change: any other given
+        value that differs from the run's is refused. `flags` names the option of each overridden field."""
+        if saved is None:
+            return cls.for_preset(preset or "demo", **overrides)
+        cfg = cls.from_dict(saved)
+        given = {"preset": preset, **overrides}
+        for name, value in given.items():
+            if value is None or name in cls.LENGTH_FIELDS or value == getattr(cfg, name):
+                continue
+            flag = flags.get(name, "--" + name.replace("_", "-"))
+            old = getattr(cfg, name)
+            raise InputError(f"{flag} {_short(value)} differs from the resumed run's {_short(old)}; the run keeps "
+                             f"{name} (saved {_short(old)}). Leave {flag} out to resume, or start a new run "
+                             "without --resume.")
+        return cfg.replace(**{k: overrides[k] for k in cls.LENGTH_FIELDS if overrides.get(k) is not None})
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmenterTrainConfig(StageConfig):
+    """What a segmenter run is made of. The demo values are the measured ones of docs/segmenter.md."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"steps": 40, "batch_size": 8, "lr": 3e-3, "class_balance": 0.5, "progressive": 0.0},
+        "demo": {"steps": 4600, "batch_size": 8, "lr": 1e-2, "class_balance": 0.5, "progressive": 0.5},
+        "paper-256": {"steps": 80000, "batch_size": 16, "lr": 1e-3, "class_balance": 0.5, "progressive": 0.5},
+    }
+
+    lr: float = _field(1e-2, "peak AdamW learning rate (warm-up, then cosine to 0)")
+    class_balance: float = _field(0.5, "weigh class c's pixels by f_c^-P (f_c: its pixel frequency in the "
+                                       "training maps); 0 = plain cross-entropy")
+    progressive: float = _field(0.5, "fraction of the steps at reduced resolution: the first half of it at 1/4 "
+                                     "with 16x the images per step, the rest at 1/2 with 4x (same compute); 0 = off")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.lr > 0:
+            raise InputError("--lr must be positive.")
+        if not 0 <= self.class_balance <= 1:
+            raise InputError(f"--class-balance {self.class_balance}: expected a power between 0 and 1.")
+        if not 0 <= self.progressive <= 1:
+            raise InputError(f"--progressive {self.progressive}: expected a fraction of the steps, 0..1.")
+
+    def command(self, data: Path, bundle: Path) -> str:
+        return (f"bgedit train segmenter --data {data} --model {bundle} --preset {self.preset} --steps {self.steps} "
+                f"--batch-size {self.batch_size} --lr {self.lr:g} --class-balance {self.class_balance:g} "
+                f"--progressive {self.progressive:g} --seed {self.seed}")
+
+
+AUGMENT_MODES = ("none", "diffaug", "ada")
+DEFAULT_POLICY = "color,translation,cutout"
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorTrainConfig(StageConfig):
+    """StyleGAN2 training hyperparameters (network sizes are GENERATOR_PRESETS in nn/stylegan2.py).
+
+    gamma follows the ADA paper's heuristic 0.0002 * R^2 / batch where it is not the paper's value; `demo` was
+    tuned by measured runs on 2 CPU cores (docs/training-generator.md): batch 4 beat 8 and 16 at equal wall
+    time, and 16000 steps (64 kimg) is about 60 minutes there. Its gamma stays at the batch-8 heuristic's 0.1,
+    the value those runs used.
+    """
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": dict(steps=200, batch_size=8, g_lr=0.002, d_lr=0.002, r1_gamma=0.01, pl_weight=2.0, ema_kimg=0.1,
+                     swd_images=64, swd_patches=16, grid_cols=4, grid_rows=2),
+        "demo": dict(steps=16000, batch_size=4, g_lr=0.0025, d_lr=0.0025, r1_gamma=0.1, pl_weight=0.0,
+                     ema_kimg=2.0, swd_images=512, swd_patches=16),
+        "paper-256": dict(steps=200_000, batch_size=32, g_lr=0.002, d_lr=0.002, r1_gamma=10.0, pl_weight=2.0,
+                          ema_kimg=10.0, swd_images=2048, swd_patches=4),
+    }
+
+    g_lr: float = _field(0.0025, "Adam learning rate of G and D")
+    d_lr: float = 0.0025
+    r1_gamma: float = _field(0.05, "R1 weight gamma")
+    r1_interval: int = 16
+    pl_weight: float = _field(0.0, "path-length regularization weight, 0: off")
+    pl_interval: int = 4
+    pl_decay: float = 0.01
+    pl_batch_shrink: int = 2
+    style_mixing_prob: float = 0.9
+    ema_kimg: float = 10.0
+    ema_rampup: float | None = 0.05
+    w_avg_beta: float = 0.995
+    augment: str = _field("none", "none, diffaug (DiffAugment color, translation, cutout) or ada (the same with "
+                                  "an adaptive probability)")
+    augment_policy: str = DEFAULT_POLICY
+    ada_target: float = 0.6
+    ada_interval: int = 4
+    ada_kimg: float = 100.0
+    swd_images: int = 1024
+    swd_patches: int = 8
+    grid_cols: int = 8
+    grid_rows: int = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.augment not in AUGMENT_MODES:
+            raise InputError(f"--augment {self.augment}: expected one of {', '.join(AUGMENT_MODES)}.")
+        if min(self.r1_interval, self.pl_interval, self.swd_images) < 1:
+            raise ConfigError("intervals and swd_images must be positive.")
+        if min(self.g_lr, self.d_lr, self.r1_gamma, self.pl_weight, self.ema_kimg) < 0:
+            raise ConfigError("learning rates, gamma, pl_weight and ema_kimg must not be negative.")
+
+    @property
+    def kimg(self) -> float:
+        return self.steps * self.batch_size / 1000
+
+    def command(self, data: Path, bundle: Path, world_size: int = 1, time_limit_min: float | None = None) -> str:
+        """The command line that reproduces this run's settings."""
+        launch = f"torchrun --nproc_per_node {world_size} -m bgedit_cli" if world_size > 1 else "bgedit"
+        limit = f" --time-limit {time_limit_min:g}" if time_limit_min is not None else ""
+        return (f"{launch} train generator --data {data} --model {bundle} --preset {self.preset} "
+                f"--steps {self.steps} --batch-size {self.batch_size} --lr {self.g_lr} --r1-gamma {self.r1_gamma} "
+                f"--pl-weight {self.pl_weight} --augment {self.augment} --seed {self.seed}{limit}")
+
+
+INVERSION_VARIANTS = ("proposed", "baseline")
+SCHEDULES = ("joint", "phased")
+LOSS_NAMES = ("l2", "lpips", "moco", "ms_ssim", "msl1")
+
+
+@dataclasses.dataclass(frozen=True)
+class InversionTrainConfig(StageConfig):
+    """What an inversion run is made of. Loss lambdas: the keys of `LOSS_NAMES` (0 = off). tiny/demo use
+    weight-free losses only (docs/training-inversion.md); paper-256 is HyperStyle's README training command
+    (batch 8, lr 1e-4, 5 iterations per batch, L2 1.0 + LPIPS-Alex 0.8 + MoCo 0.5)."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"steps": 40, "batch_size": 4, "lr": 1e-3, "refine_steps": 2,
+                 "lambdas": {"l2": 1.0, "lpips": 0.0, "moco": 0.0, "ms_ssim": 0.0, "msl1": 0.0}},
+        # demo: L2 + MS-SSIM + multi-scale L1 measured best of three weight-free sets.
+        "demo": {"steps": 1500, "batch_size": 8, "lr": 5e-4, "refine_steps": 3,
+                 "lambdas": {"l2": 1.0, "lpips": 0.0, "moco": 0.0, "ms_ssim": 0.5, "msl1": 1.0}},
+        "paper-256": {"steps": 500_000, "batch_size": 8, "lr": 1e-4, "refine_steps": 5,
+                      "lambdas": {"l2": 1.0, "lpips": 0.8, "moco": 0.5, "ms_ssim": 0.0, "msl1": 0.0}},
+    }
+
+    variant: str = _field("proposed", "proposed (image + seg encoders, two hypernetworks) or baseline "
+                                      "(StyleTransformer + HyperStyle)")
+    refine_steps: int = _field(3, "HyperStyle refinement iterations per batch")
+    lr: float = _field(5e-4, "peak Adam learning rate (warm-up, then cosine to 10%)")
+    schedule: str = _field("joint", "joint (encoders and hypernetworks every step) or phased (encoders first, "
+                                    "then hypernetworks)")
+    encoder_fraction: float = _field(0.5, "phased: share of the steps that train the encoders alone")
+    lambdas: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.variant not in INVERSION_VARIANTS:
+            raise InputError(f"--variant {self.variant}: expected one of {', '.join(INVERSION_VARIANTS)}.")
+        if self.schedule not in SCHEDULES:
+            raise InputError(f"--schedule {self.schedule}: expected one of {', '.join(SCHEDULES)}.")
+        unknown = sorted(set(self.lambdas) - set(LOSS_NAMES))
+        if unknown:
+            raise InputError(f"unknown loss(es) {', '.join(unknown)}; known: {', '.join(LOSS_NAMES)}.")
+        if not self.lr > 0 or self.refine_steps < 0:
+            raise InputError("--steps, --batch-size and --lr must be positive, --refine-steps >= 0.")
+        if not 0 <= self.encoder_fraction <= 1:
+            raise InputError(f"--encoder-fraction {self.encoder_fraction}: expected a fraction in [0, 1].")
+        if self.schedule == "phased" and self.refine_steps == 0:
+            raise InputError("--schedule phased trains the hypernetworks after the encoders: give --refine-steps "
+                             ">= 1.")
+
+    @classmethod
+    def lambda_default(cls, name: str) -> str:
+        """A loss lambda per preset, for the CLI's help."""
+        values = {p: v["lambdas"][name] for p, v in cls.PRESETS.items()}
+        return ", ".join(f"{p} {values[p]:g}" for p in sorted(values, key=lambda p: p != "demo"))
+
+    @property
+    def encoder_steps(self) -> int:
+        """Steps of the encoder-only phase (0 for the joint schedule)."""
+        return int(round(self.encoder_fraction * self.steps)) if self.schedule == "phased" else 0
+
+    def command(self, data: Path, bundle: Path, world_size: int = 1) -> str:
+        launch = f"torchrun --nproc_per_node {world_size} -m bgedit_cli" if world_size > 1 else "bgedit"
+        lambdas = " ".join(f"--{k.replace('_', '-')}-lambda {v:g}" for k, v in self.lambdas.items())
+        return (f"{launch} train inversion --data {data} --model {bundle} --variant {self.variant} "
+                f"--preset {self.preset} --steps {self.steps} --refine-steps {self.refine_steps} "
+                f"--batch-size {self.batch_size} --lr {self.lr:g} --seed {self.seed} --schedule {self.schedule} "
+                + (f"--encoder-fraction {self.encoder_fraction:g} " if self.schedule == "phased" else "") + lambdas)
+
+
+LATENT_SOURCES = ("inversion", "samples", "both")
+MAPPER_CONDITIONS = ("film", "film-delta")
+
+
+@dataclasses.dataclass(frozen=True)
+class TextTrainConfig(StageConfig):
+    """What a text-editing run is made of (paper eq. 4: 0.9 CLIP + 0.1 similarity, generator and CLIP frozen).
+    `prompts` are the trained prompts; each training code is paired with an independently drawn prompt."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"steps": 20, "batch_size": 4, "lr": 0.1, "num_latents": 16},
+        # StyleCLIP's mapper: Adam lr 0.5 on equalized-lr layers with lr multiplier 0.01.
+        "demo": {"steps": 3000, "batch_size": 8, "lr": 0.5, "num_latents": 2000},
+        "paper-256": {"steps": 50_000, "batch_size": 8, "lr": 0.5, "num_latents": 20_000},
+    }
+
+    lr: float = _field(0.5, "Adam learning rate of the mapper and the Text Encoder (their layers scale it by 0.01)")
+    prompts: tuple[str, ...] = _field(("day", "sunset", "night", "snow", "fog", "autumn", "ocean", "a village"),
+                                      "the prompts trained on (comma separated)")
+    text_encoder: bool = _field(True, "train the paper's Text Encoder (delta2 = mu + sigma * eps) beside the mapper")
+    alpha: float = _field(0.5, "weight of the mapper's delta against the Text Encoder's (paper eq. 3)")
+    condition: str = _field("film", "how the prompt conditions the mapper: film (FiLM on the prompt's CLIP "
+                                    "embedding) or film-delta (on its difference from a neutral prompt's)")
+    clip_lambda: float = _field(0.9, "weight of the CLIP loss 1 - cos(image, prompt)")
+    sim_lambda: float = _field(0.1, "weight of the similarity loss between edit and reconstruction")
+    latent_lambda: float = _field(0.0, "weight of the latent L2 |ws' - ws|^2 (StyleCLIP uses 0.8)")
+    direction_lambda: float = _field(0.0, "weight of a directional CLIP loss: the image change should point "
+                                           "along the prompt's difference from the neutral prompt")
+    latent_source: str = _field("inversion", "training codes: inversion (the training split inverted with the "
+                                             "bundle's inversion model), samples (the generator's) or both")
+    num_latents: int = _field(2000, "number of training codes")
+    truncation: float = _field(0.7, "truncation psi of the generator's sample codes")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.prompts or any(not p.strip() for p in self.prompts):
+            raise InputError("--prompts: give at least one non-empty prompt.")
+        if not self.lr > 0 or self.num_latents < 1:
+            raise InputError("--lr and --num-latents must be positive.")
+        if not 0 <= self.alpha <= 1:
+            raise InputError(f"--alpha {self.alpha}: expected a weight in [0, 1].")
+        if self.latent_source not in LATENT_SOURCES:
+            raise InputError(f"--latents {self.latent_source}: expected one of {', '.join(LATENT_SOURCES)}.")
+        if self.condition not in MAPPER_CONDITIONS:
+            raise InputError(f"--condition {self.condition}: expected one of {', '.join(MAPPER_CONDITIONS)}.")
+        if min(self.clip_lambda, self.sim_lambda, self.latent_lambda, self.direction_lambda) < 0:
+            raise InputError("loss weights must not be negative.")
+
+    def command(self, data: Path, bundle: Path, world_size: int = 1) -> str:
+        launch = f"torchrun --nproc_per_node {world_size} -m bgedit_cli" if world_size > 1 else "bgedit"
+        prompts = ",".join(self.prompts).replace('"', '\\"')
+        return (f"{launch} train text --data {data} --model {bundle} --prompts \"{prompts}\" --preset {self.preset} "
+                f"--steps {self.steps} --batch-size {self.batch_size} --lr {self.lr:g} --seed {self.seed} "
+                f"--alpha {self.alpha:g} --condition {self.condition} --latents {self.latent_source} "
+                f"--num-latents {self.num_latents} --clip-lambda {self.clip_lambda:g} "
+                f"--sim-lambda {self.sim_lambda:g} --latent-lambda {self.latent_lambda:g} "
+                f"--direction-lambda {self.direction_lambda:g}" + ("" if self.text_encoder else " --no-text-encoder"))
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipTrainConfig(StageConfig):
+    """What a CLIP run is made of: a `clip.model.CLIP` of size `network` (nn/clip_model.py CLIP_PRESETS) trained
+    contrastively on the dataset's captions. demo: about 1.2 s per step at batch 64 on 2 CPU cores, so 1800 steps
+    take 35-40 minutes. paper-256 trains OpenAI's ViT-B/32 shape from scratch; real text editing at that scale
+    uses OpenAI's released weights instead (`--clip` of the text stage)."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"steps": 20, "batch_size": 16, "lr": 1e-3, "network": "tiny"},
+        "demo": {"steps": 1800, "batch_size": 64, "lr": 5e-4, "network": "demo"},
+        "paper-256": {"steps": 100_000, "batch_size": 256, "lr": 5e-4, "network": "vit-b-32"},
+    }
+
+    lr: float = _field(5e-4, "peak AdamW learning rate (warm-up, then cosine to 0)")
+    network: str = "demo"  # the CLIP size; the image resolution is the bundle generator's (else the network's)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.lr > 0:
+            raise InputError("--lr must be positive.")
+
+    def command(self, data: Path, bundle: Path) -> str:
+        return (f"bgedit train clip --data {data} --model {bundle} --preset {self.preset} --steps {self.steps} "
+                f"--batch-size {self.batch_size} --lr {self.lr:g} --seed {self.seed}")
