@@ -1,0 +1,188 @@
+"""`bgedit doctor [--json]`: what this machine has -- auxiliary weight files, the default model bundle, torch,
+CUDA and the CPU's vector/matrix units (bf16 is ~200x slower than fp32 without AVX-512-BF16/AMX). Always exits 0:
+a missing file is reported with where to get it and where to put it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bgedit_cli.cli.common import JsonOpt, cli_command, print_json
+
+# Digests the publishers give: OpenAI's URL holds the full SHA-256, torch hub file names a SHA-256 prefix, and
+# facebookresearch/moco's README an MD5 prefix.
+PUBLISHED_HASHES = {"alexnet": ("sha256", "7be5be79"), "inception": ("sha256", "6726825d"), "moco": ("md5", "a04e12f8")}
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+@cli_command
+def doctor(
+    json_out: JsonOpt = False,
+    verify: Annotated[bool, typer.Option("--verify", help="hash every weight file found and compare it with the "
+                                                          "published hash (reads each file once)")] = False,
+) -> None:
+    """List auxiliary weight files, the default model bundle, torch/CUDA and CPU features."""
+    from bgedit_cli import __version__
+    from bgedit_cli.bundle import bgedit_home, default_bundle
+
+    report = {"bgedit": __version__, "home": str(bgedit_home()), "weights": weights_report(verify),
+              "bundle": bundle_report(default_bundle()), "system": system_report()}
+    if json_out:
+        print_json(report)
+    else:
+        print_tables(report)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Collect.
+
+
+def weights_report(verify: bool = False) -> list[dict[str, Any]]:
+    """Each auxiliary weight file: found (path) or missing, with its expected place, source and published hash."""
+    from bgedit_cli.losses.weights import ALEXNET, MOCO, MissingWeightsError, find_weights, search_dirs
+    from bgedit_cli.metrics.features import INCEPTION, openai_clip_sha256
+    from bgedit_cli.nn.clip_model import CLIP_VIT_B32
+
+    published = {**PUBLISHED_HASHES, "clip": ("sha256", openai_clip_sha256())}
+    rows = []
+    for spec in (CLIP_VIT_B32, ALEXNET, INCEPTION, MOCO):
+        try:
+            found: Path | None = find_weights(spec)
+        except MissingWeightsError:
+            found = None
+        dirs = search_dirs(spec)
+        algo, digest = published[spec.key]
+        row = {"key": spec.key, "file": spec.names[0], "what": spec.what, "found": str(found) if found else None,
+               "expected": str(dirs[0] / spec.names[0]), "searched": [str(d) for d in dirs], "source": spec.source,
+               "option": spec.option, "published_hash": f"{algo}:{digest}", "hash_ok": None}
+        if verify and found is not None:
+            row["hash_ok"] = _file_digest(found, algo).startswith(digest)
+        rows.append(row)
+    return rows
+
+
+def bundle_report(bundle: Path) -> dict[str, Any]:
+    """The bundle's network files: present or not, with the kind and format their safetensors headers state."""
+    from bgedit_cli.bundle import BUNDLE_FILES
+    from bgedit_cli.checkpoint import read_header
+    from bgedit_cli.errors import CheckpointError
+
+    names = dict(BUNDLE_FILES)
+    if bundle.is_dir():  # files beyond the standard set, e.g. a discriminator
+        names.update({p.stem: p.name for p in sorted(bundle.glob("*.safetensors")) if p.name not in names.values()})
+    files = []
+    for name, file_name in names.items():
+        path = bundle / file_name
+        entry: dict[str, Any] = {"name": name, "path": str(path), "present": path.is_file(), "kind": None,
+                                 "format_version": None, "bytes": None, "error": None}
+        if entry["present"]:
+            entry["bytes"] = path.stat().st_size
+            try:
+                meta, _ = read_header(path)
+                entry["kind"], entry["format_version"] = meta["bgedit.kind"], int(meta["bgedit.format_version"])
+            except CheckpointError as exc:
+                entry["error"] = " ".join(str(exc).split())
+        files.append(entry)
+    return {"path": str(bundle), "exists": bundle.is_dir(), "files": files}
+
+
+def system_report() -> dict[str, Any]:
+    """Python, torch, CUDA devices, the CPU model, its flags and threads."""
+    import torch
+
+    flags = _cpu_flags()
+    cuda = torch.cuda.is_available()
+    try:
+        mkldnn_bf16: bool | None = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        mkldnn_bf16 = None
+    return {
+        "python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
+        "cuda_available": cuda, "cuda_version": torch.version.cuda,
+        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "cpu": _cpu_model(), "cpu_flags": {f: (f in flags) if flags is not None else None for f in CPU_FLAGS},
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkldnn_bf16": mkldnn_bf16,
+        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+    }
+
+
+def _cpu_info() -> dict[str, str]:
+    """The first processor block of /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    info = {}
+    for line in text.split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        info[key.strip()] = value.strip()
+    return info
+
+
+def _cpu_model() -> str:
+    return _cpu_info().get("model name") or platform.processor() or platform.machine() or "unknown"
+
+
+def _cpu_flags() -> set[str] | None:
+    flags = _cpu_info().get("flags")
+    return set(flags.split()) if flags is not None else None
+
+
+def _file_digest(path: Path, algo: str) -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Render.
+
+
+def print_tables(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=False)
+    console.print(f"bgedit {report['bgedit']}   BGEDIT_HOME={report['home']}")
+
+    table = Table(title="Auxiliary weights", title_justify="left")
+    for col in ("file", "status", "place", "source / published hash"):
+        table.add_column(col, overflow="fold")
+    for w in report["weights"]:
+        status = "[green]found[/]" if w["found"] else "[red]missing[/]"
+        if w["hash_ok"] is not None:
+            status += " [green]hash ok[/]" if w["hash_ok"] else " [red]hash mismatch[/]"
+        place = w["found"] or f"put it at {w['expected']} (or {w['option']} FILE)"
+        table.add_row(w["file"], status, place, f"{w['source']}\n{w['published_hash']}")
+    console.print(table)
+
+    bundle = report["bundle"]
+    table = Table(title=f"Default bundle {bundle['path']}" + ("" if bundle["exists"] else " (missing)"),
+                  title_justify="left")
+    for col in ("network", "status", "kind", "size"):
+        table.add_column(col, overflow="fold")
+    for f in bundle["files"]:
+        status = ("[red]unreadable[/] " + f["error"]) if f["error"] else "[green]present[/]" if f["present"] else "-"
+        size = f"{f['bytes'] / 2**20:.1f} MiB" if f["bytes"] is not None else ""
+        table.add_row(f["name"], status, f["kind"] or "", size)
+    console.print(table)
+
+    s = report["system"]
+    table = Table(title="System", title_justify="left", show_header=False)
+    table.add_column("item")
+    table.add_column("value", overflow="fold")
+    gpus = ", ".join(s["cuda_devices"]) if s["cuda_available"] else "not available"
+    flags = " ".join(f"{f}:{'yes' if v else 'no' if v is not None else '?'}" for f, v in s["cpu_flags"].items())
+    for item, value in (("python", s["python"]), ("torch", s["torch"]), ("CUDA", f"{gpus} (CUDA {s['cuda_version']})"),
+                        ("CPU", s["cpu"]), ("CPU flags", flags), ("CPU capability", s["cpu_capability"]),
+                        ("oneDNN bf16", str(s["mkldnn_bf16"])),
+                        ("threads", f"{s['torch_threads']} torch / {s['cpu_count']} CPUs")):
+        table.add_row(item, str(value))
+    console.print(table)
