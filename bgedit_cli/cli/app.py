@@ -7,11 +7,13 @@ import typer
 from bgedit_cli import __version__
 from bgedit_cli.cli.convert import convert
 from bgedit_cli.cli.data import data_app
+from bgedit_cli.cli.doctor import doctor
 from bgedit_cli.cli.generate import generate
 from bgedit_cli.cli.info import info
 from bgedit_cli.cli.invert import invert
 from bgedit_cli.cli.mix import mix_content, mix_style
 from bgedit_cli.cli.seg import seg_app
+from bgedit_cli.cli.text_edit import text_edit
 from bgedit_cli.cli.train import train_app
 
 app = typer.Typer(
@@ -37,11 +39,13 @@ def _root(
 
 
 app.command("convert")(convert)
+app.command("doctor")(doctor)
 app.command("generate")(generate)
 app.command("info")(info)
 app.command("invert")(invert)
 app.command("mix-style")(mix_style)
 app.command("mix-content")(mix_content)
+app.command("text-edit")(text_edit)
 app.add_typer(data_app, name="data")
 app.add_typer(seg_app, name="seg")
 app.add_typer(train_app, name="train")

@@ -1,0 +1,241 @@
+"""`bgedit train text` and `bgedit text-edit` end to end at tiny size (random generator, inversion and CLIP)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import assert_clean_error
+
+PROMPTS = "snow,night"
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> Path:
+    from bgedit_cli.data.synth import synthesize
+
+    out = tmp_path_factory.mktemp("synth16")
+    synthesize(out, num=24, resolution=16, seed=0, mixing_pairs=0, workers=1, force=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def base_bundle(tmp_path_factory) -> Path:
+    """generator + proposed inversion + a CLIP, all tiny and random."""
+    from bgedit_cli.checkpoint import file_sha256, save_network
+    from bgedit_cli.nn.clip_model import ClipModel, clip_config
+    from bgedit_cli.nn.inversion import build_inversion
+    from bgedit_cli.nn.segmenter import Segmenter, segmenter_preset
+    from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS, Generator
+
+    root = tmp_path_factory.mktemp("bundle")
+    torch.manual_seed(0)
+    G = Generator(GENERATOR_PRESETS["tiny"])
+    G.update_w_avg(500)
+    save_network(root / "generator.safetensors", G, kind="generator")
+    net = build_inversion("proposed", "tiny", G, file_sha256(root / "generator.safetensors"))
+    save_network(root / "inversion.safetensors", net, kind="inversion")
+    save_network(root / "clip.safetensors", ClipModel(clip_config("tiny", image_resolution=16)), kind="clip")
+    save_network(root / "segmenter.safetensors", Segmenter(segmenter_preset("tiny")), kind="segmenter")
+    return root
+
+
+def new_bundle(base: Path, root: Path) -> Path:
+    root.mkdir(parents=True)
+    for name in ("generator", "inversion", "clip", "segmenter"):
+        shutil.copy(base / f"{name}.safetensors", root / f"{name}.safetensors")
+    return root
+
+
+def train(cli, data: Path, bundle: Path, *extra):
+    return cli(["train", "text", "--data", data, "--model", bundle, "--preset", "tiny", "--device", "cpu", "--quiet",
+                "--prompts", PROMPTS, "--num-latents", "8", "--batch-size", "4", *extra])
+
+
+def run_dirs(bundle: Path) -> list[Path]:
+    return sorted((bundle / "runs").glob("text-*"))
+
+
+@pytest.fixture(scope="module")
+def trained(base_bundle, scenes, tmp_path_factory) -> Path:
+    from bgedit_cli.cli.app import app
+    from typer.testing import CliRunner
+
+    bundle = new_bundle(base_bundle, tmp_path_factory.mktemp("t") / "bundle")
+    args = ["train", "text", "--data", str(scenes), "--model", str(bundle), "--preset", "tiny", "--device", "cpu",
+            "--quiet", "--prompts", PROMPTS, "--num-latents", "8", "--batch-size", "4", "--steps", "4",
+            "--eval-every", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return bundle
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training.
+
+
+def test_train_writes_a_text_model_with_its_prompts(trained, scenes):
+    from bgedit_cli.checkpoint import file_sha256, load_network
+    from bgedit_cli.training.common import read_log
+
+    editor = load_network(trained / "text.safetensors", "text")
+    assert editor.cfg.prompts == ("snow", "night") and editor.text_encoder is not None
+    assert editor.cfg.generator_sha256 == file_sha256(trained / "generator.safetensors")
+    assert editor.cfg.clip_sha256 == file_sha256(trained / "clip.safetensors")
+    assert editor.prompt_embs.abs().sum() > 0  # the trained prompts' embeddings, for refusing far prompts
+    prov = editor.provenance
+    assert prov["steps"] == 4 and prov["similarity_loss"].startswith("clip-image")  # the stand-in, stated
+    assert prov["command"].startswith("bgedit train text") and '--prompts "snow,night"' in prov["command"]
+
+    (run,) = run_dirs(trained)
+    log = read_log(run / "log.jsonl")
+    assert log[0]["event"] == "start" and log[0]["similarity_loss"].startswith("clip-image")
+    steps = [r for r in log if "train/loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    assert all({"train/clip", "train/sim"} <= set(r) and np.isfinite(r["train/loss"]) for r in steps)
+    evals = [r for r in log if r.get("event") == "eval"]
+    assert [r["step"] for r in evals] == [2, 4] and all(0 <= r["val/clip_rise"] <= 1 for r in evals)
+    assert {"val/clip_gain/snow", "val/clip_gain/night"} <= set(evals[-1])
+    grid = Image.open(run / "samples" / "step-000004.png")  # rows: codes; columns: reconstruction + prompts
+    rows = min(6, len(list((scenes / "images" / "validation").glob("*.png"))))
+    assert grid.size == (3 * 16, rows * 16)
+    assert list((trained / "cache").glob("text-codes-training-*.safetensors"))  # inverted once, reused
+
+
+def test_the_loss_moves_the_edit_toward_the_prompt(base_bundle, scenes, tmp_path):
+    """A few steps lower the CLIP loss on a fixed batch (the edit learns the prompt's direction)."""
+    from bgedit_cli.checkpoint import file_sha256, load_network
+    from bgedit_cli.nn.clip_model import ClipEncoder
+    from bgedit_cli.training.configs import TextTrainConfig
+    from bgedit_cli.training.runner import StageRun
+    from bgedit_cli.training.text import TextStage, TextTrainOptions, sample_codes
+
+    G = load_network(base_bundle / "generator.safetensors", "generator").requires_grad_(False)
+    clip = load_network(base_bundle / "clip.safetensors", "clip")
+    encoder = ClipEncoder(clip, name="clip", sha256=file_sha256(base_bundle / "clip.safetensors"))
+    cfg = TextTrainConfig.for_preset("tiny", prompts=("snow", "night"), lr=0.5, sim_lambda=0.0)
+    opts = TextTrainOptions(data=scenes, bundle=tmp_path, device="cpu")
+    run = StageRun.open("text", tmp_path, device="cpu", resume=False)
+    codes = sample_codes(G, 8, seed=0, truncation=0.7, device=torch.device("cpu"))
+    stage = TextStage(cfg, opts, run, G, "sha", encoder, codes, codes[:2], {})
+    prompt = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])
+    eps = torch.zeros(8, G.cfg.num_ws, G.cfg.w_dim)
+    first = float(stage.losses(codes, prompt, eps)[1]["clip"].detach())
+    for _ in range(15):
+        loss, _, _ = stage.losses(codes, prompt, eps)
+        stage.optimizer.zero_grad()
+        loss.backward()
+        stage.optimizer.step()
+    assert float(stage.losses(codes, prompt, eps)[1]["clip"].detach()) < first - 0.01
+
+
+def test_no_text_encoder_holds_no_text_encoder_weights(base_bundle, scenes, tmp_path, cli):
+    from bgedit_cli.checkpoint import load_network, read_checkpoint
+
+    bundle = new_bundle(base_bundle, tmp_path / "b")
+    result = train(cli, scenes, bundle, "--steps", "2", "--no-text-encoder", "--latents", "samples")
+    assert result.exit_code == 0, (result.output, result.exception)
+    tensors = read_checkpoint(bundle / "text.safetensors", "text").tensors
+    assert tensors and not any(k.startswith("text_encoder.") for k in tensors)
+    assert load_network(bundle / "text.safetensors", "text").text_encoder is None
+
+
+def test_resume_after_ctrl_c_is_exact(base_bundle, scenes, tmp_path, cli, monkeypatch):
+    from bgedit_cli.checkpoint import read_checkpoint
+    from bgedit_cli.training import common
+
+    args = ("--steps", "6", "--eval-every", "0", "--seed", "3", "--latents", "both")
+    a, b = new_bundle(base_bundle, tmp_path / "a"), new_bundle(base_bundle, tmp_path / "b")
+    assert train(cli, scenes, a, *args).exit_code == 0
+    real_update = common.TrainProgress.update
+    calls = []
+
+    def interrupting_update(self, *x, **k):  # Ctrl-C (a real SIGINT) during step 3
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_update(self, *x, **k)
+
+    monkeypatch.setattr(common.TrainProgress, "update", interrupting_update)
+    cut = train(cli, scenes, b, *args)
+    monkeypatch.setattr(common.TrainProgress, "update", real_update)
+    assert cut.exit_code == 130 and "interrupted at step 3/6" in cut.stderr and "--resume" in cut.stderr
+    assert_clean_error(train(cli, scenes, b, "--resume", "--alpha", "0.2"), "--alpha 0.2 differs")
+    resumed = cli(["train", "text", "--data", scenes, "--model", b, "--resume", "--device", "cpu", "--quiet"])
+    assert resumed.exit_code == 0, (resumed.output, resumed.exception)
+    ta = read_checkpoint(a / "text.safetensors", "text").tensors
+    tb = read_checkpoint(b / "text.safetensors", "text").tensors
+    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def test_train_errors(base_bundle, scenes, tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("BGEDIT_HOME", str(tmp_path / "home"))
+    bundle = new_bundle(base_bundle, tmp_path / "b")
+    assert_clean_error(train(cli, scenes, bundle, "--prompts", " , "), "--prompts")
+    assert_clean_error(train(cli, scenes, bundle, "--latents", "dreams"), "--latents dreams")
+    assert_clean_error(train(cli, scenes, bundle, "--clip", tmp_path / "nowhere.pt"), "no such file")
+    assert_clean_error(train(cli, scenes, bundle, "--resume"), "no text run")
+    (bundle / "clip.safetensors").unlink()  # no CLIP anywhere: OpenAI's file is named, with where to put it
+    assert_clean_error(train(cli, scenes, bundle), "ViT-B-32.pt")
+    assert not (bundle / "text.safetensors").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Editing.
+
+
+def test_text_edit_images_and_latents(trained, scenes, tmp_path, cli):
+    images = sorted((scenes / "images" / "validation").glob("*.png"))[:2]
+    inv = cli(["invert", images[0], "--model", trained, "--out", tmp_path / "inv", "--quiet", "--steps", "1"])
+    assert inv.exit_code == 0, inv.output
+    latent = tmp_path / "inv" / f"{images[0].stem}.latent.safetensors"
+
+    out = tmp_path / "edits"
+    res = cli(["text-edit", images[0], images[1], latent, "snow", "--model", trained, "--out-dir", out,
+               "--samples", "2", "--steps", "1", "--seed", "5", "--json"])
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{stem}.snow.{k}.png" for stem in (images[0].stem, images[1].stem) for k in (0, 1))
+    # The image and its own latent file would write the same outputs: the second is reported, the rest done.
+    import json
+
+    assert res.exit_code == 1, (res.output, res.exception)
+    report = json.loads(res.stdout)
+    assert len(report["outputs"]) == 2 and len(report["failed"]) == 1
+    assert "same name stem" in report["failed"][0]["error"]
+
+    def edit(*extra):
+        target = tmp_path / f"one-{len(list(tmp_path.glob('one-*')))}.png"
+        r = cli(["text-edit", latent, "snow", "--model", trained, "--out", target, "--quiet", *extra])
+        assert r.exit_code == 0, (r.output, r.exception)
+        return np.asarray(Image.open(target))
+
+    same = edit("--seed", "1"), edit("--seed", "1")
+    assert np.array_equal(*same)
+    assert not np.array_equal(edit("--seed", "1", "--alpha", "0"), edit("--seed", "1", "--alpha", "1"))
+    assert not np.array_equal(edit("--seed", "1", "--alpha", "0"), edit("--seed", "2", "--alpha", "0"))
+
+
+def test_text_edit_errors(trained, scenes, tmp_path, cli, monkeypatch):
+    from bgedit_cli.cli import text_edit as module
+
+    image = sorted((scenes / "images" / "validation").glob("*.png"))[0]
+    base = ["--model", trained, "--out", tmp_path / "x.png", "--steps", "1"]
+    monkeypatch.setattr(module, "MIN_PROMPT_COSINE", 0.9999)  # a random CLIP sees every prompt as close
+    assert_clean_error(cli(["text-edit", image, "a zebra crossing at noon", *base]), "far from every prompt",
+                       '"snow"', "--force-prompt")
+    assert cli(["text-edit", image, "a zebra crossing at noon", *base, "--force-prompt"]).exit_code == 0
+    assert_clean_error(cli(["text-edit", image, "snow", *base, "--clip", tmp_path / "none.pt"]), "no such file")
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    assert_clean_error(cli(["text-edit", bad, "snow", "--model", trained, "--out", tmp_path / "y.png"]), "bad.png")
+    assert not (tmp_path / "y.png").exists()
+    assert_clean_error(cli(["text-edit", image, image, "snow", *base]), "--out-dir")
+    assert_clean_error(cli(["text-edit", image, "snow", "--model", trained, "--out", tmp_path / "z.png",
+                            "--samples", "2"]), "--out-dir")
