@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from bgedit_cli.cli.train_clip import train_clip
 from bgedit_cli.cli.train_generator import train_generator
 from bgedit_cli.cli.train_inversion import train_inversion
 from bgedit_cli.cli.train_segmenter import train_segmenter
@@ -14,4 +15,5 @@ train_app = typer.Typer(help="Train the networks of a model bundle, stage by sta
 train_app.command("segmenter")(train_segmenter)
 train_app.command("generator")(train_generator)
 train_app.command("inversion")(train_inversion)
+train_app.command("clip")(train_clip)
 train_app.command("text")(train_text)
