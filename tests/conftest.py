@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures"
 
 torch.set_num_threads(1)  # tests run in parallel workers; one thread each is faster and deterministic
+# `--precision auto` picks bf16 on CPUs where it is fast; the suite's reference values are fp32 everywhere
+# (tests/test_precision.py checks the decision itself).
+os.environ.setdefault("BGEDIT_CPU_BF16", "0")
 
 
 @pytest.fixture(scope="session")

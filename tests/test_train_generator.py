@@ -195,7 +195,7 @@ def test_mixed_precision_on_cuda(cli, scenes, tmp_path, precision):
 
 
 def test_errors_are_one_line(cli, scenes, tmp_path):
-    assert_clean_error(train(cli, scenes, tmp_path / "b", "--precision", "bf16"), "--precision bf16 is for CUDA")
+    assert_clean_error(train(cli, scenes, tmp_path / "b", "--precision", "fp16"), "--precision fp16 is for CUDA")
     assert_clean_error(train(cli, scenes, tmp_path / "b", "--steps", "2", "--kimg", "1"), "--steps or --kimg")
     assert_clean_error(train(cli, scenes, tmp_path / "b", "--augment", "mixup"), "--augment mixup")
     assert_clean_error(train(cli, scenes, tmp_path / "b", "--preset", "huge"), "--preset huge")

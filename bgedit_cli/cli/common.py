@@ -21,6 +21,8 @@ from bgedit_cli.errors import BgeditError
 F = TypeVar("F", bound=Callable[..., Any])
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")]
+PrecisionOpt = Annotated[str, typer.Option(
+    "--precision", help="auto (bf16 on CUDA and on CPUs measured fast at bf16, else fp32), fp32 or bf16")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bgedit_cli.cli.common import (BatchOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, cli_command, err_console,
+from bgedit_cli.cli.common import (PrecisionOpt, BatchOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, cli_command, err_console,
                                    make_progress, print_json)
 
 
@@ -23,6 +23,7 @@ def generate(
     raw: Annotated[Optional[Path], typer.Option("--raw", help="also write the float32 NCHW output (.npy)")] = None,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     seed: Annotated[int, typer.Option("--seed", help="RNG seed for --noise random")] = 0,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
@@ -38,13 +39,14 @@ def generate(
     from bgedit_cli.nn.stylegan2 import NOISE_MODES
     from bgedit_cli.pipelines.generate import generate as run_generate
     from bgedit_cli.pipelines.generate import parse_seeds, seeds_to_z
-    from bgedit_cli.runtime import resolve_device
+    from bgedit_cli.runtime import autocast, resolve_device, resolve_precision
 
     if sum(x is not None for x in (z_file, w_file, seeds)) != 1:
         raise InputError("give exactly one of --z, --w or --seeds.")
     if noise not in NOISE_MODES:
         raise InputError(f"--noise {noise}: expected one of {', '.join(NOISE_MODES)}.")
     dev = resolve_device(device)
+    prec = resolve_precision(precision, dev, ("auto", "fp32", "bf16"))
     g = load_network(ckpt, "generator", device=dev)
     z = load_npy(z_file, what="z array") if z_file else None
     w = load_npy(w_file, what="w array") if w_file else None
@@ -57,7 +59,7 @@ def generate(
             check_writable(p, force)
 
     torch.manual_seed(seed)
-    with make_progress(quiet or n <= batch_size) as bar:
+    with make_progress(quiet or n <= batch_size) as bar, autocast(dev, prec):
         task = bar.add_task("generating", total=n)
         imgs = run_generate(g, z=z, w=w, truncation_psi=truncation, noise_mode=noise, batch_size=batch_size,
                             device=dev, progress=lambda k: bar.advance(task, k))

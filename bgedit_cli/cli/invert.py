@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bgedit_cli.cli.common import (BatchOpt, DeviceOpt, ForceOpt, GeneratorOpt, InversionOpt, JsonOpt, ModelOpt,
+from bgedit_cli.cli.common import (PrecisionOpt, BatchOpt, DeviceOpt, ForceOpt, GeneratorOpt, InversionOpt, JsonOpt, ModelOpt,
                                    QuietOpt, RefineStepsOpt, SegmenterOpt, cli_command, err_console, make_progress,
                                    print_json)
 
@@ -35,6 +35,7 @@ def invert(
     inversion: InversionOpt = None,
     segmenter: SegmenterOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -56,7 +57,8 @@ def invert(
                                  param_hint="--seg")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: is a file; give a folder for the outputs.")
-    models = load_models(model, variant, device, generator=generator, inversion=inversion, segmenter=segmenter)
+    models = load_models(model, variant, device, generator=generator, inversion=inversion, segmenter=segmenter,
+                         precision=precision)
     write_seg = save_seg and models.net.uses_seg
     if models.net.uses_seg and not seg:
         models.segmenter()  # no maps given: a missing segmenter is one error, before any work

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bgedit_cli.cli.common import (DeviceOpt, ForceOpt, GeneratorOpt, InversionOpt, JsonOpt, ModelOpt, QuietOpt,
+from bgedit_cli.cli.common import (PrecisionOpt, DeviceOpt, ForceOpt, GeneratorOpt, InversionOpt, JsonOpt, ModelOpt, QuietOpt,
                                    RefineStepsOpt, SegmenterOpt, cli_command, err_console, print_json)
 
 SourceArg = "image (PNG/JPEG/WebP) or .latent.safetensors from `bgedit invert`"
@@ -73,6 +73,7 @@ def mix_style(
     inversion: InversionOpt = None,
     segmenter: SegmenterOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -84,18 +85,21 @@ def mix_style(
     from bgedit_cli.pipelines.invert import inversion_for, render
     from bgedit_cli.pipelines.mix import DELTA_SOURCES, parse_layers, style_mix_codes
     from bgedit_cli.pipelines.models import load_models
+    from bgedit_cli.runtime import autocast
 
     if delta_img not in DELTA_SOURCES:
         raise typer.BadParameter(f"expected a or b, got {delta_img!r}.", param_hint="--delta-img")
     _check_outputs(out, save_latent, force)
-    models = load_models(model, None, device, generator=generator, inversion=inversion, segmenter=segmenter)
+    models = load_models(model, None, device, generator=generator, inversion=inversion, segmenter=segmenter,
+                         precision=precision)
     _require_proposed(models)
     rows = parse_layers(layers, models.generator.cfg.num_ws) if layers else None
     inv_a = inversion_for(models, content, content_seg, steps)
     inv_b = inversion_for(models, style, style_seg, steps)
     codes = style_mix_codes(inv_a, inv_b, layers=rows, take_delta_img=delta_img)
     with torch.no_grad():
-        images = render(models.generator, codes[0], sum_deltas(codes[1], codes[2]))
+        with autocast(models.device, models.precision):
+            images = render(models.generator, codes[0], sum_deltas(codes[1], codes[2])).float()
     rows = rows if rows is not None else list(range(models.net.seg_layers, models.generator.cfg.num_ws))
     written = _write(models, out, images, codes, w=inv_b.w, save_latent=save_latent, force=force,
                      source=f"mix-style {content.name} {style.name}", steps=steps)
@@ -124,6 +128,7 @@ def mix_content(
     inversion: InversionOpt = None,
     segmenter: SegmenterOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -136,6 +141,7 @@ def mix_content(
     from bgedit_cli.pipelines.invert import inversion_for, render
     from bgedit_cli.pipelines.mix import SWAP_DELTAS, content_mix_codes, edit_layout
     from bgedit_cli.pipelines.models import load_models
+    from bgedit_cli.runtime import autocast
 
     if swap_deltas not in SWAP_DELTAS:
         raise typer.BadParameter(f"expected one of {', '.join(SWAP_DELTAS)}, got {swap_deltas!r}.",
@@ -143,20 +149,22 @@ def mix_content(
     if b is None and seg is None:
         raise typer.BadParameter("give B (an image or latent) or a new layout map with --seg.", param_hint="B")
     _check_outputs(out, save_latent, force)
-    models = load_models(model, None, device, generator=generator, inversion=inversion, segmenter=segmenter)
+    models = load_models(model, None, device, generator=generator, inversion=inversion, segmenter=segmenter,
+                         precision=precision)
     _require_proposed(models)
     inv_a = inversion_for(models, a, a_seg, steps)
     if b is not None:
         inv_b = inversion_for(models, b, seg, steps)
         codes = content_mix_codes(inv_a, inv_b, swap_deltas=swap_deltas)
-        with torch.no_grad():
-            images = render(models.generator, codes[0], sum_deltas(codes[1], codes[2]))
+        with torch.no_grad(), autocast(models.device, models.precision):
+            images = render(models.generator, codes[0], sum_deltas(codes[1], codes[2])).float()
         source, mode = f"mix-content {a.name} {b.name}", "mix"
     else:
         ids = torch.from_numpy(load_seg(seg, models.resolution).copy()).long()
-        edited = edit_layout(models.generator, models.net, inv_a, one_hot_seg(ids[None]).to(models.device),
-                             steps=steps)
-        images, codes = edited.images, (edited.ws, edited.delta_img, edited.delta_seg)
+        with autocast(models.device, models.precision):
+            edited = edit_layout(models.generator, models.net, inv_a, one_hot_seg(ids[None]).to(models.device),
+                                 steps=steps)
+        images, codes = edited.images.float(), (edited.ws, edited.delta_img, edited.delta_seg)
         source, mode = f"mix-content {a.name} --seg {seg.name}", "layout"
     written = _write(models, out, images, codes, w=inv_a.w, save_latent=save_latent, force=force, source=source,
                      steps=steps)

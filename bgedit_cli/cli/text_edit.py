@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bgedit_cli.cli.common import (BatchOpt, DeviceOpt, ForceOpt, GeneratorOpt, InversionOpt, JsonOpt, ModelOpt,
+from bgedit_cli.cli.common import (PrecisionOpt, BatchOpt, DeviceOpt, ForceOpt, GeneratorOpt, InversionOpt, JsonOpt, ModelOpt,
                                    QuietOpt, RefineStepsOpt, SegmenterOpt, cli_command, err_console, make_progress,
                                    print_json)
 
@@ -50,6 +50,7 @@ def text_edit(
     inversion: InversionOpt = None,
     segmenter: SegmenterOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -73,6 +74,7 @@ def text_edit(
     from bgedit_cli.pipelines.models import load_clip, load_models
     from bgedit_cli.pipelines.text_edit import nearest_trained_prompts
     from bgedit_cli.pipelines.text_edit import text_edit as edit_images
+    from bgedit_cli.runtime import autocast
 
     if (out is None) == (out_dir is None):
         raise InputError("give --out FILE (one source, one sample) or --out-dir DIR.")
@@ -82,7 +84,8 @@ def text_edit(
         raise InputError("the prompt is empty; say what the scene should become, e.g. \"ocean\".")
 
     # Models: generator + inversion, the text model, its CLIP.
-    models = load_models(model, None, device, generator=generator, inversion=inversion, segmenter=segmenter)
+    models = load_models(model, None, device, generator=generator, inversion=inversion, segmenter=segmenter,
+                         precision=precision)
     editor = load_network(bundle_file(models.bundle, "text", override=text), "text", models.device).eval()
     editor.check_generator(models.generator, models.generator_sha256)
     encoder = load_clip(models.bundle, clip, models.device)
@@ -133,9 +136,9 @@ def text_edit(
             chunk = items[start:start + batch_size]
             try:
                 inv = Inversion.cat([c[1] for c in chunk])
-                with torch.no_grad():
+                with torch.no_grad(), autocast(models.device, models.precision):
                     images = edit_images(models.generator, inv, editor, emb, alpha=alpha, strength=strength,
-                                         seed=seed, samples=samples)
+                                         seed=seed, samples=samples).float()
             except BgeditError as exc:
                 for c in chunk:
                     fail(c[0], exc)

@@ -13,7 +13,8 @@ from bgedit_cli.training.configs import StageConfig
 TimeLimitOpt = Annotated[Optional[float], typer.Option(
     "--time-limit", min=0.0, help="stop after this many minutes, with a final evaluation and snapshot (resumable)")]
 TrainPrecisionOpt = Annotated[str, typer.Option(
-    "--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16 (CUDA)")]
+    "--precision", help="auto (bf16 autocast on CUDA and on CPUs measured fast at bf16, else fp32), fp32 or bf16; "
+                        "weights stay fp32, so a run resumes in any precision")]
 EvalEveryOpt = Annotated[Optional[int], typer.Option(
     "--eval-every", min=0, help="validate every N steps (0: only at the end)", show_default="steps/10")]
 SnapshotEveryOpt = Annotated[Optional[int], typer.Option(

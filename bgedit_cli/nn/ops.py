@@ -30,6 +30,12 @@ def fir_filter(taps: Sequence[float] = (1, 3, 3, 1), gain: float = 1.0) -> torch
     return f * (gain / f.sum())
 
 
+def full_precision(x: torch.Tensor):
+    """`with full_precision(x):` switches autocast off on x's device: the code inside runs in fp32 (callers
+    pass `.float()` inputs) while the surrounding convolutions may run in bf16."""
+    return torch.autocast(x.device.type, enabled=False)
+
+
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
     """PixelNorm: divide by the root mean square over `dim`."""
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()

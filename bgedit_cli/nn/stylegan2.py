@@ -26,6 +26,7 @@ from bgedit_cli.nn.ops import (
     LRELU_GAIN,
     assert_shape,
     bias_lrelu,
+    full_precision,
     fir_filter,
     modulated_conv2d,
     normalize_2nd_moment,
@@ -151,9 +152,10 @@ class MappingNetwork(nn.Module):
         self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
 
     def forward(self, z: torch.Tensor, truncation_psi: float = 1.0) -> torch.Tensor:
-        x = normalize_2nd_moment(z)
-        for i in range(self.num_layers):
-            x = getattr(self, f"fc{i}")(x)
+        with full_precision(z):  # small and sensitive: w stays fp32 under bf16 autocast
+            x = normalize_2nd_moment(z.float())
+            for i in range(self.num_layers):
+                x = getattr(self, f"fc{i}")(x)
         if truncation_psi != 1:
             x = self.w_avg.lerp(x, truncation_psi)
         return x
@@ -178,7 +180,8 @@ class SynthesisLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, resample_filter: torch.Tensor, *,
                 noise_mode: NoiseMode = "const", weight_delta: torch.Tensor | None = None,
                 fused: bool | None = None) -> torch.Tensor:
-        styles = self.affine(w)
+        with full_precision(w):  # styles feed the demodulation: fp32 under bf16 autocast
+            styles = self.affine(w.float())
         # lrelu(g * y) = g * lrelu(y) for g > 0: the activation gain is folded into the conv's output scale,
         # so after the conv only the noise add and the in-place activation touch the activations.
         x = modulated_conv2d(x, self.weight * self.weight_gain, styles, weight_delta=weight_delta, up=self.up,
@@ -206,7 +209,8 @@ class ToRGB(nn.Module):
         self.weight_gain = 1.0 / math.sqrt(in_ch)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        styles = self.affine(w)
+        with full_precision(w):
+            styles = self.affine(w.float())
         x = modulated_conv2d(x, self.weight * self.weight_gain, styles, demodulate=False, bias=self.bias)
         if self.conv_clamp is not None:
             x = x.clamp(-self.conv_clamp, self.conv_clamp)

@@ -36,6 +36,7 @@ from bgedit_cli.nn.inversion import InversionNet
 from bgedit_cli.nn.ops import assert_shape
 from bgedit_cli.nn.stylegan2 import Generator, NoiseMode
 from bgedit_cli.pipelines.models import Models
+from bgedit_cli.runtime import autocast
 
 Progress = Callable[[int, int], None]
 
@@ -167,8 +168,9 @@ def run_inversion(models: Models, imgs: torch.Tensor, segs: list[torch.Tensor | 
                 segs[i] = s
         ids = torch.stack(segs)
         onehot = one_hot_seg(ids).to(models.device)
-    inv = invert(models.generator, models.net, imgs.to(models.device), onehot, steps=steps, progress=progress)
-    return inv.to("cpu"), ids
+    with autocast(models.device, models.precision):
+        inv = invert(models.generator, models.net, imgs.to(models.device), onehot, steps=steps, progress=progress)
+    return inv.apply(lambda x: x.float().cpu()), ids
 
 
 def inversion_for(models: Models, src: Path, seg: Path | None, steps: int) -> Inversion:

@@ -14,7 +14,7 @@ from bgedit_cli.nn.clip_model import ClipEncoder, load_clip_encoder
 from bgedit_cli.nn.inversion import VARIANTS, InversionNet
 from bgedit_cli.nn.segmenter import Segmenter
 from bgedit_cli.nn.stylegan2 import Generator
-from bgedit_cli.runtime import resolve_device
+from bgedit_cli.runtime import resolve_device, resolve_precision
 
 
 @dataclass
@@ -27,6 +27,7 @@ class Models:
     generator_sha256: str
     net: InversionNet
     segmenter_path: Path | None
+    precision: str = "fp32"  # fp32 or bf16 (autocast), see bgedit_cli.runtime.resolve_precision
     _segmenter: Segmenter | None = field(default=None, repr=False)
 
     @property
@@ -41,9 +42,9 @@ class Models:
 
 
 def load_models(model: Path | None, variant: str | None, device: str, *, generator: Path | None = None,
-                inversion: Path | None = None, segmenter: Path | None = None) -> Models:
+                inversion: Path | None = None, segmenter: Path | None = None, precision: str = "fp32") -> Models:
     """Generator + inversion networks (checked against each other). `variant` None: the --inversion file's, or
-    the bundle's proposed model. `device`: a --device value (auto, cpu, cuda, cuda:N)."""
+    the bundle's proposed model. `device`, `precision`: --device and --precision values."""
     if variant is not None and variant not in VARIANTS:
         raise InputError(f"--variant {variant}: expected one of {', '.join(VARIANTS)}.")
     dev = resolve_device(device)
@@ -57,7 +58,8 @@ def load_models(model: Path | None, variant: str | None, device: str, *, generat
         raise InputError(f"{inv_path}: holds the {net.variant} variant, but --variant {variant} was asked for.")
     sha = file_sha256(g_path)
     net.check_generator(g, sha)
-    return Models(bundle=bundle, device=dev, generator=g, generator_sha256=sha, net=net, segmenter_path=segmenter)
+    return Models(bundle=bundle, device=dev, generator=g, generator_sha256=sha, net=net, segmenter_path=segmenter,
+                  precision=resolve_precision(precision, dev, ("auto", "fp32", "bf16")))
 
 
 def load_clip(bundle: Path, clip: Path | None, device: torch.device) -> ClipEncoder:
