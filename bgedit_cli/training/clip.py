@@ -36,10 +36,10 @@ from bgedit_cli.checkpoint import read_checkpoint
 from bgedit_cli.data.captions import CaptionDataset, task_prompts, zero_shot_labels
 from bgedit_cli.errors import InputError
 from bgedit_cli.nn.clip_model import ClipConfig, ClipEncoder, ClipModel, clip_config, contrastive_loss, tokenize
-from bgedit_cli.runtime import autocast, resolve_precision
+from bgedit_cli.runtime import autocast
 from bgedit_cli.training.common import all_reduce_mean, average_gradients, warmup_cosine_lr
 from bgedit_cli.training.configs import ClipTrainConfig
-from bgedit_cli.training.runner import DataStream, StageRun
+from bgedit_cli.training.runner import DataStream, StageBase, StageOptions, StageRun
 from bgedit_cli.training.state import seed_everything
 
 STAGE = "clip"
@@ -47,23 +47,8 @@ ADAM_BETAS, ADAM_EPS, WEIGHT_DECAY = (0.9, 0.98), 1e-6, 0.1
 WARMUP_FRACTION, MAX_WARMUP = 0.05, 2000
 
 
-@dataclasses.dataclass
-class ClipTrainOptions:
-    """What the command line gives: the run's paths and bookkeeping, plus `overrides` of ClipTrainConfig
-    fields (None = the preset's, or with `resume` the run's own)."""
-
-    data: Path
-    bundle: Path
-    preset: str | None = None
-    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
-    resume: bool = False
-    device: str = "auto"
-    precision: str = "auto"
-    eval_every: int | None = None
-    snapshot_every: int | None = None
-    time_limit_min: float | None = None
-    force: bool = False
-    progress: bool = True
+class ClipTrainOptions(StageOptions):
+    """The command line's options (see StageOptions)."""
 
 
 def lr_at(step: int, total: int, base_lr: float) -> float:
@@ -128,13 +113,13 @@ def evaluate(model: ClipModel, dataset: CaptionDataset, tasks: dict[str, dict[st
 # The stage.
 
 
-class ClipStage:
+class ClipStage(StageBase):
     """CLIP's part of a run (training/runner.py drives it): network, optimizer, one step, evaluation."""
 
     name = kind = resume_args = STAGE
 
     def __init__(self, cfg: ClipTrainConfig, opts: ClipTrainOptions, run: StageRun) -> None:
-        self.cfg, self.opts, self.d, self.device = cfg, opts, run.d, run.device
+        super().__init__(cfg, opts, run)
         self.net_cfg = (ClipConfig.from_dict(run.state["clip_config"]) if run.state is not None
                         else network_config(cfg.network, run.bundle))
 
@@ -152,7 +137,6 @@ class ClipStage:
         self.net = ClipModel(self.net_cfg).to(self.device).train()
         self.optimizer = torch.optim.AdamW(decay_groups(self.net, WEIGHT_DECAY), lr=cfg.lr, betas=ADAM_BETAS,
                                            eps=ADAM_EPS)
-        self.precision = resolve_precision(opts.precision, self.device, ("auto", "fp32", "bf16"))
 
     # State.
 
@@ -192,15 +176,6 @@ class ClipStage:
 
     # What the runner writes.
 
-    def snapshot_network(self) -> torch.nn.Module:
-        return self.net
-
-    def command(self) -> str:
-        return self.cfg.command(Path(self.opts.data).resolve(), Path(self.opts.bundle).resolve())
-
-    def begin(self, run_dir: Path | None, resumed: bool) -> None:
-        pass
-
     def zero_shot_baselines(self) -> dict[str, dict[str, Any]]:
         return {task: {k: info[k] for k in ("classes", "images", "chance", "majority")}
                 for task, info in self.tasks.items()}
@@ -222,6 +197,4 @@ def train_clip(opts: ClipTrainOptions) -> dict[str, Any]:
     run = StageRun.open(STAGE, opts.bundle, device=opts.device, resume=opts.resume)
     cfg = ClipTrainConfig.resolve(opts.preset, opts.overrides, {}, run.saved_settings)
     stage = ClipStage(cfg, opts, run)
-    return run.fit(stage, cfg, out_path=bundle_file(run.bundle, STAGE, must_exist=False), data=Path(opts.data),
-                   force=opts.force, eval_every=opts.eval_every, snapshot_every=opts.snapshot_every,
-                   time_limit_min=opts.time_limit_min, progress=opts.progress)
+    return run.fit(stage, cfg, opts)

@@ -81,6 +81,11 @@ class StageConfig(Config):
         return cfg.replace(**{k: overrides[k] for k in cls.LENGTH_FIELDS if overrides.get(k) is not None})
 
 
+def launch(world_size: int) -> str:
+    """How a command line starts: `bgedit`, or torchrun for several processes."""
+    return f"torchrun --nproc_per_node {world_size} -m bgedit_cli" if world_size > 1 else "bgedit"
+
+
 def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
@@ -114,9 +119,9 @@ class SegmenterTrainConfig(StageConfig):
         if not 0 <= self.progressive <= 1:
             raise InputError(f"--progressive {self.progressive}: expected a fraction of the steps, 0..1.")
 
-    def command(self, data: Path, bundle: Path) -> str:
-        return (f"bgedit train segmenter --data {data} --model {bundle} --preset {self.preset} --steps {self.steps} "
-                f"--batch-size {self.batch_size} --lr {self.lr:g} --class-balance {self.class_balance:g} "
+    def command(self, data: Path, bundle: Path, world_size: int = 1) -> str:
+        return (f"{launch(world_size)} train segmenter --data {data} --model {bundle} --preset {self.preset} "
+                f"--steps {self.steps} --batch-size {self.batch_size} --lr {self.lr:g} --class-balance {self.class_balance:g} "
                 f"--progressive {self.progressive:g} --seed {self.seed}")
 
 
@@ -181,9 +186,8 @@ class GeneratorTrainConfig(StageConfig):
 
     def command(self, data: Path, bundle: Path, world_size: int = 1, time_limit_min: float | None = None) -> str:
         """The command line that reproduces this run's settings."""
-        launch = f"torchrun --nproc_per_node {world_size} -m bgedit_cli" if world_size > 1 else "bgedit"
         limit = f" --time-limit {time_limit_min:g}" if time_limit_min is not None else ""
-        return (f"{launch} train generator --data {data} --model {bundle} --preset {self.preset} "
+        return (f"{launch(world_size)} train generator --data {data} --model {bundle} --preset {self.preset} "
                 f"--steps {self.steps} --batch-size {self.batch_size} --lr {self.g_lr} --r1-gamma {self.r1_gamma} "
                 f"--pl-weight {self.pl_weight} --augment {self.augment} --seed {self.seed}{limit}")
 
@@ -247,9 +251,8 @@ class InversionTrainConfig(StageConfig):
         return int(round(self.encoder_fraction * self.steps)) if self.schedule == "phased" else 0
 
     def command(self, data: Path, bundle: Path, world_size: int = 1) -> str:
-        launch = f"torchrun --nproc_per_node {world_size} -m bgedit_cli" if world_size > 1 else "bgedit"
         lambdas = " ".join(f"--{k.replace('_', '-')}-lambda {v:g}" for k, v in self.lambdas.items())
-        return (f"{launch} train inversion --data {data} --model {bundle} --variant {self.variant} "
+        return (f"{launch(world_size)} train inversion --data {data} --model {bundle} --variant {self.variant} "
                 f"--preset {self.preset} --steps {self.steps} --refine-steps {self.refine_steps} "
                 f"--batch-size {self.batch_size} --lr {self.lr:g} --seed {self.seed} --schedule {self.schedule} "
                 + (f"--encoder-fraction {self.encoder_fraction:g} " if self.schedule == "phased" else "") + lambdas)
@@ -304,10 +307,9 @@ class TextTrainConfig(StageConfig):
             raise InputError("loss weights must not be negative.")
 
     def command(self, data: Path, bundle: Path, world_size: int = 1) -> str:
-        launch = f"torchrun --nproc_per_node {world_size} -m bgedit_cli" if world_size > 1 else "bgedit"
         prompts = ",".join(self.prompts).replace('"', '\\"')
-        return (f"{launch} train text --data {data} --model {bundle} --prompts \"{prompts}\" --preset {self.preset} "
-                f"--steps {self.steps} --batch-size {self.batch_size} --lr {self.lr:g} --seed {self.seed} "
+        return (f"{launch(world_size)} train text --data {data} --model {bundle} --prompts \"{prompts}\" "
+                f"--preset {self.preset} --steps {self.steps} --batch-size {self.batch_size} --lr {self.lr:g} --seed {self.seed} "
                 f"--alpha {self.alpha:g} --condition {self.condition} --latents {self.latent_source} "
                 f"--num-latents {self.num_latents} --clip-lambda {self.clip_lambda:g} "
                 f"--sim-lambda {self.sim_lambda:g} --latent-lambda {self.latent_lambda:g} "
@@ -335,6 +337,6 @@ class ClipTrainConfig(StageConfig):
         if not self.lr > 0:
             raise InputError("--lr must be positive.")
 
-    def command(self, data: Path, bundle: Path) -> str:
-        return (f"bgedit train clip --data {data} --model {bundle} --preset {self.preset} --steps {self.steps} "
-                f"--batch-size {self.batch_size} --lr {self.lr:g} --seed {self.seed}")
+    def command(self, data: Path, bundle: Path, world_size: int = 1) -> str:
+        return (f"{launch(world_size)} train clip --data {data} --model {bundle} --preset {self.preset} "
+                f"--steps {self.steps} --batch-size {self.batch_size} --lr {self.lr:g} --seed {self.seed}")

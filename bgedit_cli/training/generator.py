@@ -45,21 +45,20 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from bgedit_cli.bundle import bundle_file, weights_dir
+from bgedit_cli.bundle import weights_dir
 from bgedit_cli.data.ade20k import ADE20KDataset
 from bgedit_cli.errors import InputError
 from bgedit_cli.io import image_grid, save_png
 from bgedit_cli.metrics.swd import SWDReference, SWDSettings
 from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS, Discriminator, DiscriminatorConfig, Generator
-from bgedit_cli.runtime import autocast, resolve_precision
+from bgedit_cli.runtime import autocast
 from bgedit_cli.training.augment import AdaptiveP, diff_augment
 from bgedit_cli.training.common import Dist, all_gather_objects, all_reduce_mean, sum_over_ranks
 from bgedit_cli.training.configs import GeneratorTrainConfig
-from bgedit_cli.training.runner import DataStream, StageRun
+from bgedit_cli.training.runner import DataStream, StageBase, StageOptions, StageRun
 from bgedit_cli.training.state import rank_seed, seed_everything
 
 STAGE = "generator"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # Debug hook for tests: every rank writes DIR/rank<r>.json with hashes of its weights at the end.
 RANK_HASH_ENV = "BGEDIT_DEBUG_RANK_HASH_DIR"
 
@@ -69,23 +68,12 @@ RANK_HASH_ENV = "BGEDIT_DEBUG_RANK_HASH_DIR"
 
 
 @dataclasses.dataclass
-class GeneratorTrainOptions:
-    """What the CLI passes: the run (paths, device, bookkeeping) plus `overrides` of GeneratorTrainConfig fields
-    (None = the preset's, or with `resume` the run's own); `kimg` sets the length in images instead of steps."""
+class GeneratorTrainOptions(StageOptions):
+    """The command line's options (see StageOptions); `kimg` sets the length in images instead of steps;
+    `workers` None: 0 on CPU, 4 on CUDA. Evaluation (SWD, samples) runs with every snapshot."""
 
-    data: Path
-    bundle: Path
-    preset: str | None = None
-    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     kimg: float | None = None
-    resume: bool = False
-    device: str = "auto"
-    precision: str = "auto"
     workers: int | None = None
-    snapshot_every: int | None = None
-    time_limit_min: float | None = None
-    force: bool = False
-    progress: bool = True
 
 
 # The options that set a config field under another name.
@@ -351,15 +339,15 @@ class StyleGAN2Trainer:
 # The stage.
 
 
-class GeneratorStage:
+class GeneratorStage(StageBase):
     """The generator's part of a run (training/runner.py drives it): the trainer, fixed latents and reals for
     the sample grid and SWD. Evaluation (SWD, sample grid, a check that the ranks agree) runs at every snapshot."""
 
     name = kind = resume_args = STAGE
+    PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
     def __init__(self, cfg: GeneratorTrainConfig, opts: GeneratorTrainOptions, run: StageRun) -> None:
-        self.cfg, self.opts, self.d, self.device = cfg, opts, run.d, run.device
-        self.precision = resolve_precision(opts.precision, self.device, PRECISIONS)
+        super().__init__(cfg, opts, run)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -388,10 +376,9 @@ class GeneratorStage:
             self.reals = load_real_images(self.dataset, min(cfg.swd_images, len(self.dataset)))
             self.swd_ref = SWDReference(self.reals, SWDSettings(patches_per_image=cfg.swd_patches))
             self.swd_z = torch.randn(self.reals.shape[0], gcfg.z_dim, generator=torch.Generator().manual_seed(1))
-        self.run_dir: Path | None = None
 
     def begin(self, run_dir: Path | None, resumed: bool) -> None:
-        self.run_dir = run_dir
+        super().begin(run_dir, resumed)
         if self.d.is_main and not resumed:
             save_png(run_dir / "samples" / "reals.png",
                      image_grid(self.reals[:self.grid_z.shape[0]], self.cfg.grid_cols), force=True)
@@ -433,7 +420,7 @@ class GeneratorStage:
     # What the runner writes.
 
     def snapshot_network(self) -> nn.Module:
-        return self.trainer.G_ema
+        return self.trainer.G_ema  # the EMA generator is the one users get
 
     def command(self) -> str:
         return self.cfg.command(Path(self.opts.data).resolve(), Path(self.opts.bundle).resolve(),
@@ -456,9 +443,7 @@ def train_generator(opts: GeneratorTrainOptions) -> dict[str, Any]:
     run = StageRun.open(STAGE, opts.bundle, device=opts.device, resume=opts.resume)
     cfg = resolve_settings(opts, run.saved_settings)
     stage = GeneratorStage(cfg, opts, run)
-    summary = run.fit(stage, cfg, out_path=bundle_file(run.bundle, STAGE, must_exist=False), data=Path(opts.data),
-                      force=opts.force, eval_every=opts.snapshot_every, snapshot_every=opts.snapshot_every,
-                      time_limit_min=opts.time_limit_min, workers=stage.workers, progress=opts.progress)
+    summary = run.fit(stage, cfg, opts, eval_every=opts.snapshot_every, workers=stage.workers)
     _dump_rank_hash(stage.trainer, summary["steps"], run.d)
     return {**summary, "kimg": round(summary["steps"] * cfg.batch_size / 1000, 3)}
 

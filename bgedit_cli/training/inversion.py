@@ -50,45 +50,31 @@ from bgedit_cli.losses import LossLambdas, build_inversion_loss
 from bgedit_cli.nn.inversion import build_inversion
 from bgedit_cli.pipelines.evaluate_mixing import reconstruction_scores
 from bgedit_cli.pipelines.invert import initial_codes, refine_step, render
-from bgedit_cli.runtime import autocast, resolve_precision
+from bgedit_cli.runtime import autocast
 from bgedit_cli.training.common import all_reduce_mean, average_gradients, warmup_cosine_lr
 from bgedit_cli.training.configs import InversionTrainConfig
-from bgedit_cli.training.runner import DataStream, StageRun
+from bgedit_cli.training.runner import DataStream, StageBase, StageOptions, StageRun
 from bgedit_cli.training.state import seed_everything
 
 STAGE = "inversion"  # the bundle file's kind
 VARIANT_STAGES = {"proposed": "inversion", "baseline": "inversion-baseline"}
-PRECISIONS = ("auto", "fp32", "bf16")
 WARMUP_FRACTION, MAX_WARMUP, FINAL_LR_FRACTION = 0.02, 500, 0.1
 ADAM_BETAS = (0.9, 0.999)
 GRID_IMAGES = 8
 
 
 @dataclasses.dataclass
-class InversionTrainOptions:
-    """What the command line gives: the run's paths and bookkeeping, plus `overrides` of InversionTrainConfig
-    fields and `lambdas` (None = the preset's, or with `resume` the run's own)."""
+class InversionTrainOptions(StageOptions):
+    """The command line's options (see StageOptions), plus loss `lambdas` (None = the preset's), the auxiliary
+    weight files, a generator file other than the bundle's, and what validation scores."""
 
-    data: Path
-    bundle: Path
     variant: str = "proposed"
-    preset: str | None = None
-    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     lambdas: dict[str, float | None] = dataclasses.field(default_factory=dict)
     alexnet: Path | None = None
     moco: Path | None = None
     generator: Path | None = None
-    resume: bool = False
-    device: str = "auto"
-    precision: str = "auto"
-    workers: int = 0
-    eval_every: int | None = None
     eval_images: int = 64
     eval_steps: int = 5
-    snapshot_every: int | None = None
-    time_limit_min: float | None = None
-    force: bool = False
-    progress: bool = True
 
 
 def lr_at(step: int, total: int, base_lr: float) -> float:
@@ -166,17 +152,16 @@ def train_step(G, net, loss_fn, img: torch.Tensor, seg: torch.Tensor | None, *, 
 # The stage.
 
 
-class InversionStage:
+class InversionStage(StageBase):
     """The inversion networks' part of a run (training/runner.py drives it) against a frozen generator."""
 
     kind = STAGE
 
     def __init__(self, cfg: InversionTrainConfig, opts: InversionTrainOptions, run: StageRun, G, g_path: Path,
                  g_sha: str) -> None:
-        self.cfg, self.opts, self.d, self.device = cfg, opts, run.d, run.device
+        super().__init__(cfg, opts, run)
         self.name = VARIANT_STAGES[cfg.variant]
         self.resume_args = f"inversion --variant {cfg.variant}"
-        self.precision = resolve_precision(opts.precision, self.device, PRECISIONS)
         self.G, self.g_path, self.g_sha = G, g_path, g_sha
         resolution = G.cfg.img_resolution
         self.uses_seg = cfg.variant == "proposed"
@@ -206,10 +191,6 @@ class InversionStage:
         self.params = [p for p in net.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, betas=ADAM_BETAS)
         self.num_eval = min(opts.eval_images, len(self.val_set))
-        self.run_dir: Path | None = None
-
-    def begin(self, run_dir: Path | None, resumed: bool) -> None:
-        self.run_dir = run_dir
 
     # State.
 
@@ -276,13 +257,6 @@ class InversionStage:
 
     # What the runner writes.
 
-    def snapshot_network(self) -> torch.nn.Module:
-        return self.net
-
-    def command(self) -> str:
-        return self.cfg.command(Path(self.opts.data).resolve(), Path(self.opts.bundle).resolve(),
-                                self.d.world_size)
-
     def provenance(self, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
         return {"variant": self.cfg.variant, "losses": self.loss_info, "parents": {"generator": self.g_sha},
                 "val": metrics}
@@ -315,7 +289,4 @@ def train_inversion(opts: InversionTrainOptions) -> dict[str, Any]:
 
     cfg = resolve_settings(opts, run.saved_settings)
     stage = InversionStage(cfg, opts, run, G, g_path, g_sha)
-    return run.fit(stage, cfg, out_path=bundle_file(run.bundle, stage_name, must_exist=False),
-                   data=Path(opts.data), force=opts.force, eval_every=opts.eval_every,
-                   snapshot_every=opts.snapshot_every, time_limit_min=opts.time_limit_min, workers=opts.workers,
-                   progress=opts.progress)
+    return run.fit(stage, cfg, opts)

@@ -3,10 +3,10 @@
 A stage module supplies only what is its own (stylegan3 keeps one loop and puts each model's maths behind
 `Loss.accumulate_gradients`; here a stage object plays that part):
 
-    run = StageRun.open("segmenter", bundle, device=opts.device, resume=opts.resume)   # processes, saved state
-    cfg = SegmenterTrainConfig.resolve(opts.preset, overrides, flags, run.saved_settings)  # training/configs.py
-    ...                                   # data, networks, optimizer: the stage's own code
-    return run.fit(stage, cfg, out_path=..., force=..., data=...)
+    run = StageRun.open("segmenter", opts.bundle, device=opts.device, resume=opts.resume)   # processes, state
+    cfg = SegmenterTrainConfig.resolve(opts.preset, opts.overrides, flags, run.saved_settings)  # configs.py
+    stage = SegmenterStage(cfg, opts, run)   # data, networks, optimizer: the stage's own code
+    return run.fit(stage, cfg, opts)
 
 `fit` creates the run folder `BUNDLE/runs/<stage>-<time>/` (rank 0), writes the JSON-lines log, restores the
 saved state (networks, optimizers, every rank's RNG, data position, last metrics), loops over the steps with
@@ -19,6 +19,7 @@ How a new stage is added: docs/architecture.md.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Iterator, Protocol
@@ -26,10 +27,11 @@ from typing import Any, Iterator, Protocol
 import torch
 import torch.distributed as dist
 
-from bgedit_cli.bundle import BUNDLE_FILES, latest_run_dir, new_run_dir
+from bgedit_cli.bundle import BUNDLE_FILES, bundle_file, latest_run_dir, new_run_dir
 from bgedit_cli.checkpoint import save_network
 from bgedit_cli.errors import BgeditError, InputError
 from bgedit_cli.fileio import check_writable
+from bgedit_cli.runtime import resolve_precision
 from bgedit_cli.training.common import (Dist, RunLog, StopRequest, TrainProgress, any_ranks, init_distributed,
                                         resumable_batches, split_batch, train_device)
 from bgedit_cli.training.configs import StageConfig
@@ -87,6 +89,49 @@ class Stage(Protocol):
         """Fields of the summary that the command prints."""
 
 
+@dataclasses.dataclass
+class StageOptions:
+    """What every `bgedit train <stage>` command gives: paths, bookkeeping, and `overrides` of the stage
+    config's fields (None = the preset's, or with `resume` the run's own). Stages subclass it for their own."""
+
+    data: Path
+    bundle: Path
+    preset: str | None = None
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    resume: bool = False
+    device: str = "auto"
+    precision: str = "auto"
+    workers: int | None = 0
+    eval_every: int | None = None
+    snapshot_every: int | None = None
+    time_limit_min: float | None = None
+    force: bool = False
+    progress: bool = True
+
+
+class StageBase:
+    """Defaults for a stage's bookkeeping members: the network written is `self.net`, the command is the
+    config's, the run folder arrives in `begin`."""
+
+    net: torch.nn.Module
+    PRECISIONS = ("auto", "fp32", "bf16")
+
+    def __init__(self, cfg: StageConfig, opts: StageOptions, run: "StageRun") -> None:
+        self.cfg, self.opts, self.d, self.device = cfg, opts, run.d, run.device
+        self.precision = resolve_precision(opts.precision, run.device, self.PRECISIONS)
+        self.run_dir: Path | None = None
+
+    def begin(self, run_dir: Path | None, resumed: bool) -> None:
+        self.run_dir = run_dir
+
+    def snapshot_network(self) -> torch.nn.Module:
+        return self.net
+
+    def command(self) -> str:
+        return self.cfg.command(Path(self.opts.data).resolve(), Path(self.opts.bundle).resolve(),
+                                self.d.world_size)
+
+
 class TrainingInterrupted(BgeditError):
     """Raised after Ctrl-C once the resumable state has been saved."""
 
@@ -140,12 +185,16 @@ class StageRun:
     def start_step(self) -> int:
         return self.state["step"] if self.state is not None else 0
 
-    def fit(self, stage: Stage, cfg: StageConfig, *, out_path: Path, data: Path, force: bool = False,
-            eval_every: int | None = None, snapshot_every: int | None = None, time_limit_min: float | None = None,
-            workers: int = 0, progress: bool = True) -> dict[str, Any]:
-        """Train `stage` to `cfg.steps` (or the time limit) and return the summary. `eval_every` and
-        `snapshot_every` default to a tenth of the steps; 0 means only at the end."""
+    def fit(self, stage: Stage, cfg: StageConfig, opts: StageOptions, *, out_path: Path | None = None,
+            **override: Any) -> dict[str, Any]:
+        """Train `stage` to `cfg.steps` (or `opts.time_limit_min`) and return the summary. The bundle file is
+        `out_path` (default: the stage's own); `override` replaces fields of `opts` (e.g. `eval_every`).
+        `eval_every` and `snapshot_every` default to a tenth of the steps; 0 means only at the end."""
         d, state = self.d, self.state
+        opts = dataclasses.replace(opts, **override)
+        data, force, workers, progress = opts.data, opts.force, opts.workers or 0, opts.progress
+        eval_every, snapshot_every, time_limit_min = opts.eval_every, opts.snapshot_every, opts.time_limit_min
+        out_path = out_path or bundle_file(self.bundle, stage.name, must_exist=False)
         every = max(1, cfg.steps // 10)
         eval_every = every if eval_every is None else eval_every
         snapshot_every = every if snapshot_every is None else snapshot_every

@@ -19,7 +19,6 @@ resume stretches the cosine over the new total from that point on.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,16 +27,15 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
-from bgedit_cli.bundle import bundle_file
 from bgedit_cli.data.ade20k import ADE20KDataset, flip_for
 from bgedit_cli.data.ade20k_classes import IGNORE_ID
 from bgedit_cli.errors import InputError
 from bgedit_cli.metrics.segmentation import confusion_matrix, segmentation_scores
 from bgedit_cli.nn.segmenter import Segmenter, segmenter_preset
-from bgedit_cli.runtime import autocast, resolve_precision
+from bgedit_cli.runtime import autocast
 from bgedit_cli.training.common import all_reduce_mean, warmup_cosine_lr
 from bgedit_cli.training.configs import SegmenterTrainConfig
-from bgedit_cli.training.runner import DataStream, StageRun
+from bgedit_cli.training.runner import DataStream, StageBase, StageOptions, StageRun
 from bgedit_cli.training.state import seed_everything
 
 STAGE = "segmenter"
@@ -48,24 +46,10 @@ WARMUP_FRACTION, MAX_WARMUP = 0.05, 500
 
 
 @dataclasses.dataclass
-class SegmenterTrainOptions:
-    """What the command line gives: the run's paths and bookkeeping, plus `overrides` of
-    SegmenterTrainConfig fields (None = the preset's, or with `resume` the run's own)."""
+class SegmenterTrainOptions(StageOptions):
+    """The command line's options (see StageOptions); `eval_batch_size`: images per validation pass."""
 
-    data: Path
-    bundle: Path
-    preset: str | None = None
-    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
-    resume: bool = False
-    device: str = "auto"
-    precision: str = "auto"
-    workers: int = 0
-    eval_every: int | None = None
-    snapshot_every: int | None = None
-    time_limit_min: float | None = None
     eval_batch_size: int = 64
-    force: bool = False
-    progress: bool = True
 
 
 def lr_at(step: int, total: int, base_lr: float) -> float:
@@ -144,14 +128,13 @@ def evaluate(net: torch.nn.Module, dataset: torch.utils.data.Dataset, *, batch_s
 # The stage.
 
 
-class SegmenterStage:
+class SegmenterStage(StageBase):
     """The segmenter's part of a run (training/runner.py drives it): network, optimizer, one step, evaluation."""
 
-    name = kind = STAGE
-    resume_args = STAGE
+    name = kind = resume_args = STAGE
 
     def __init__(self, cfg: SegmenterTrainConfig, opts: SegmenterTrainOptions, run: StageRun) -> None:
-        self.cfg, self.opts, self.d, self.device = cfg, opts, run.d, run.device
+        super().__init__(cfg, opts, run)
         net_cfg = segmenter_preset(cfg.preset)  # unknown name -> ConfigError
         if cfg.progressive > 0 and (net_cfg.resolution // 4) % net_cfg.downsampling:
             raise InputError(f"--progressive: preset {cfg.preset} cannot run at a quarter of its resolution "
@@ -187,7 +170,6 @@ class SegmenterStage:
         else:
             weights = torch.ones(net_cfg.num_classes)
         self.weights = weights.to(self.device)
-        self.precision = resolve_precision(opts.precision, self.device, ("auto", "fp32", "bf16"))
 
     # State.
 
@@ -232,15 +214,6 @@ class SegmenterStage:
 
     # What the runner writes.
 
-    def snapshot_network(self) -> torch.nn.Module:
-        return self.net
-
-    def command(self) -> str:
-        return self.cfg.command(Path(self.opts.data).resolve(), Path(self.opts.bundle).resolve())
-
-    def begin(self, run_dir: Path | None, resumed: bool) -> None:
-        pass
-
     def provenance(self, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
         return {"val": metrics}
 
@@ -258,6 +231,4 @@ def train_segmenter(opts: SegmenterTrainOptions) -> dict[str, Any]:
     segmenter_preset(opts.preset or (run.saved_settings or {}).get("preset", "demo"))  # unknown -> ConfigError
     cfg = SegmenterTrainConfig.resolve(opts.preset, opts.overrides, {}, run.saved_settings)
     stage = SegmenterStage(cfg, opts, run)
-    return run.fit(stage, cfg, out_path=bundle_file(run.bundle, STAGE, must_exist=False), data=Path(opts.data),
-                   force=opts.force, eval_every=opts.eval_every, snapshot_every=opts.snapshot_every,
-                   time_limit_min=opts.time_limit_min, workers=opts.workers, progress=opts.progress)
+    return run.fit(stage, cfg, opts)

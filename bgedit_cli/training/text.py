@@ -41,39 +41,27 @@ from bgedit_cli.nn.stylegan2 import Generator
 from bgedit_cli.nn.text_encoder import TextEditor, build_text_editor
 from bgedit_cli.pipelines.invert import initial_codes, render
 from bgedit_cli.pipelines.models import load_clip
-from bgedit_cli.runtime import autocast, resolve_precision
+from bgedit_cli.runtime import autocast
 from bgedit_cli.training.common import Dist, average_gradients, all_reduce_mean
 from bgedit_cli.training.configs import TextTrainConfig
-from bgedit_cli.training.runner import DataStream, StageRun
+from bgedit_cli.training.runner import DataStream, StageBase, StageOptions, StageRun
 from bgedit_cli.training.state import seed_everything
 
 STAGE = "text"
-PRECISIONS = ("auto", "fp32", "bf16")
 VAL_CODES, GRID_ROWS = 8, 6
 CODE_BATCH = 32  # images per encoder pass when inverting the training split
 EVAL_SEED = 0  # eps of the evaluation edits
 
 
 @dataclasses.dataclass
-class TextTrainOptions:
-    """What the command line gives: paths and bookkeeping, plus `overrides` of TextTrainConfig fields."""
+class TextTrainOptions(StageOptions):
+    """The command line's options (see StageOptions), plus the CLIP / MoCo files and generator / inversion
+    files other than the bundle's."""
 
-    data: Path
-    bundle: Path
-    preset: str | None = None
-    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     clip: Path | None = None
     moco: Path | None = None
     generator: Path | None = None
     inversion: Path | None = None
-    resume: bool = False
-    device: str = "auto"
-    precision: str = "auto"
-    eval_every: int | None = None
-    snapshot_every: int | None = None
-    time_limit_min: float | None = None
-    force: bool = False
-    progress: bool = True
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -152,15 +140,14 @@ def training_codes(cfg: TextTrainConfig, G: Generator, g_sha: str, bundle: Path,
 # The stage.
 
 
-class TextStage:
+class TextStage(StageBase):
     """The text editor's part of a run (training/runner.py drives it)."""
 
     name = kind = resume_args = STAGE
 
     def __init__(self, cfg: TextTrainConfig, opts: TextTrainOptions, run: StageRun, G: Generator, g_sha: str,
                  encoder: ClipEncoder, codes: torch.Tensor, val_codes: torch.Tensor, codes_info: dict) -> None:
-        self.cfg, self.opts, self.d, self.device = cfg, opts, run.d, run.device
-        self.precision = resolve_precision(opts.precision, self.device, PRECISIONS)
+        super().__init__(cfg, opts, run)
         self.G, self.g_sha, self.encoder, self.codes_info = G, g_sha, encoder, codes_info
         self.dataset, self.val_codes = Codes(codes), val_codes
         if len(self.dataset) < cfg.batch_size:
@@ -180,10 +167,7 @@ class TextStage:
         self.sim_loss, self.sim_name = build_similarity_loss(encoder, opts.moco, device=self.device)
         self.params = [p for p in self.editor.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
-        self.run_dir: Path | None = None
-
-    def begin(self, run_dir: Path | None, resumed: bool) -> None:
-        self.run_dir = run_dir
+        self.net = self.editor
 
     # State.
 
@@ -273,13 +257,6 @@ class TextStage:
 
     # What the runner writes.
 
-    def snapshot_network(self) -> torch.nn.Module:
-        return self.editor
-
-    def command(self) -> str:
-        return self.cfg.command(Path(self.opts.data).resolve(), Path(self.opts.bundle).resolve(),
-                                self.d.world_size)
-
     def provenance(self, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
         return {"parents": {"generator": self.g_sha, "clip": self.encoder.sha256,
                             "inversion": self.codes_info.get("inversion")},
@@ -317,6 +294,4 @@ def train_text(opts: TextTrainOptions) -> dict[str, Any]:
     val_codes, _ = training_codes(cfg, G, g_sha, run.bundle, opts.data, "validation", VAL_CODES, opts.inversion,
                                   run.device, run.d)
     stage = TextStage(cfg, opts, run, G, g_sha, encoder, codes, val_codes, info)
-    return run.fit(stage, cfg, out_path=bundle_file(run.bundle, STAGE, must_exist=False), data=Path(opts.data),
-                   force=opts.force, eval_every=opts.eval_every, snapshot_every=opts.snapshot_every,
-                   time_limit_min=opts.time_limit_min, progress=opts.progress)
+    return run.fit(stage, cfg, opts)
