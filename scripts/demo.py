@@ -64,6 +64,15 @@ def main() -> None:
     a, b = (inv / f"{p.stem}.latent.safetensors" for p in scenes)
     bgedit("mix-style", a, b, "--model", bundle, "--out", OUT / "mix-style.png", "--force", "--quiet")
     bgedit("mix-content", a, b, "--model", bundle, "--out", OUT / "mix-content.png", "--force", "--quiet")
+
+    # 3. Text editing: a small CLIP on the scenes' captions, the mapper + Text Encoder, an edit from a prompt.
+    bgedit("train", "clip", "--data", data, "--model", bundle, "--preset", "tiny", "--steps", 20, "--force",
+           "--quiet")
+    bgedit("train", "text", "--data", data, "--model", bundle, "--preset", "tiny", "--steps", 10,
+           "--prompts", "snow,night,ocean", "--force", "--quiet")
+    bgedit("text-edit", a, "snow", "--model", bundle, "--out-dir", OUT / "text-edit", "--samples", 2, "--force",
+           "--quiet")
+    bgedit("doctor")
     print(f"Demo outputs are in {OUT}")
 
 

@@ -91,9 +91,17 @@ def bundle_report(bundle: Path) -> dict[str, Any]:
     return {"path": str(bundle), "exists": bundle.is_dir(), "files": files}
 
 
+def _auto_precision(s: dict[str, Any]) -> str:
+    b = s["cpu_bf16"]
+    speed = f", bf16 convolutions {b['speedup']}x fp32" if b.get("speedup") else ""
+    return f"{s['auto_precision_cpu']} on CPU ({b['source']}{speed})"
+
+
 def system_report() -> dict[str, Any]:
-    """Python, torch, CUDA devices, the CPU model, its flags and threads."""
+    """Python, torch, CUDA devices, the CPU model, its flags, threads and what `--precision auto` picks."""
     import torch
+
+    from bgedit_cli.runtime import cpu_bf16_status, resolve_precision
 
     flags = _cpu_flags()
     cuda = torch.cuda.is_available()
@@ -108,6 +116,7 @@ def system_report() -> dict[str, Any]:
         "cpu": _cpu_model(), "cpu_flags": {f: (f in flags) if flags is not None else None for f in CPU_FLAGS},
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkldnn_bf16": mkldnn_bf16,
         "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "auto_precision_cpu": resolve_precision("auto", torch.device("cpu")), "cpu_bf16": cpu_bf16_status(),
     }
 
 
@@ -183,6 +192,7 @@ def print_tables(report: dict[str, Any]) -> None:
     for item, value in (("python", s["python"]), ("torch", s["torch"]), ("CUDA", f"{gpus} (CUDA {s['cuda_version']})"),
                         ("CPU", s["cpu"]), ("CPU flags", flags), ("CPU capability", s["cpu_capability"]),
                         ("oneDNN bf16", str(s["mkldnn_bf16"])),
+                        ("--precision auto", _auto_precision(s)),
                         ("threads", f"{s['torch_threads']} torch / {s['cpu_count']} CPUs")):
         table.add_row(item, str(value))
     console.print(table)
