@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup test test-all demo bench lint clean
+.PHONY: setup test test-all demo demo-train bench lint clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ test-all: setup
 
 demo: setup
 	$(BIN)/python scripts/demo.py
+
+# The demo bundle from nothing, stage by stage (hours on a CPU); run it again to continue where it stopped.
+demo-train: setup
+	$(BIN)/python scripts/demo_train.py $(DEMO_TRAIN_ARGS)
 
 bench: setup
 	$(BIN)/python scripts/bench.py
