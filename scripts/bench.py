@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SECTIONS = ["generator", "synth", "train", "invert"]
+SECTIONS = ["generator", "synth", "train", "invert", "text_edit"]
 
 
 def machine() -> dict:
