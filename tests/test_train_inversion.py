@@ -100,20 +100,21 @@ def test_train_loss_falls_and_writes_a_loadable_model(scenes, generator_file, tm
     again = train(scenes, bundle, "--steps", "1")
     assert_clean_error(again, "--force")
 
-    # scripts/eval_inversion.py on the result: per-step table, mixing tables, JSON; no LPIPS number at 16 px.
-    import importlib.util
+    # bgedit evaluate on the result: per-step scores, mixing tables, JSON; no LPIPS number at 16 px.
     import json
 
-    spec = importlib.util.spec_from_file_location("eval_inversion", Path(__file__).parents[1] / "scripts" /
-                                                  "eval_inversion.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    assert script.main(["--data", str(scenes), "--model", str(bundle), "--num", "4", "--steps", "2",
-                        "--mixing-scenes", "3", "--device", "cpu", "--json", str(tmp_path / "eval.json")]) == 0
-    report = json.loads((tmp_path / "eval.json").read_text())
-    assert len(report["reconstruction"]["per_step"]) == 3 and report["mixing"]["pairs"] == 6
-    assert report["settings"]["lpips"].startswith("unavailable") and "lpips" not in report["reconstruction"]["final"]
-    assert script.main(["--data", str(scenes), "--model", str(tmp_path / "nothing")]) == 1
+    result = runner.invoke(app, ["evaluate", "--data", str(scenes), "--model", str(bundle), "--limit", "4",
+                                 "--steps", "2", "--mixing-scenes", "3", "--metrics", "l2,lpips,psnr,ms_ssim",
+                                 "--device", "cpu", "--quiet", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["rows"] == ["proposed"] and report["settings"]["num_images"] == 4
+    assert len(report["reconstruction"]["proposed"]["per_step"]) == 3 and report["mixing"]["proposed"]["pairs"] == 6
+    lpips = report["metrics"]["proposed"]["lpips"]
+    assert lpips["value"] is None and "32x32" in lpips["unavailable_reason"]
+    assert "lpips" not in report["reconstruction"]["proposed"]["final"]
+    nothing = runner.invoke(app, ["evaluate", "--data", str(scenes), "--model", str(tmp_path / "nothing")])
+    assert nothing.exit_code == 1 and nothing.stderr.startswith("Error: ")
 
 
 def test_resume_after_ctrl_c_is_exact(scenes, generator_file, tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ from bgedit_cli import __version__
 from bgedit_cli.cli.convert import convert
 from bgedit_cli.cli.data import data_app
 from bgedit_cli.cli.doctor import doctor
+from bgedit_cli.cli.evaluate import evaluate
 from bgedit_cli.cli.generate import generate
 from bgedit_cli.cli.info import info
 from bgedit_cli.cli.invert import invert
@@ -40,6 +41,7 @@ def _root(
 
 app.command("convert")(convert)
 app.command("doctor")(doctor)
+app.command("evaluate")(evaluate)
 app.command("generate")(generate)
 app.command("info")(info)
 app.command("invert")(invert)

@@ -18,7 +18,7 @@
   W+ row swap at the proposed model's split (`default_seg_layers`): style = A's rows below the split, B's rows
   from it on, A's deltas; content = B's rows below the split, A's from it on, A's deltas.
 
-Functions only: no printing, no files written (scripts/eval_inversion.py reports).
+Functions only: no printing, no files written (bgedit evaluate reports).
 """
 
 from __future__ import annotations
