@@ -1,0 +1,120 @@
+"""How well can the generator reproduce held-out scenes at all? Optimise each image's code directly (no
+encoders): the ceiling that the inversion networks can approach.
+
+    python scripts/inversion_ceiling.py --data DATA --model BUNDLE [--num 64] [--steps 1000] [--delta-steps 300]
+        [--batch-size 16] [--lr 0.05] [--delta-lr 0.002] [--report-at 100,300,600,1000] [--json FILE]
+
+Per batch of validation images (first `--num` by name): W+ starts at the generator's average latent and is
+optimised with Adam on L2 + (1 - MS-SSIM) for `--steps` steps (`wplus` rows); then, from that code, per-image
+weight deltas of every tuned conv (`weight * (1 + delta)`, as the hypernetworks predict them) are optimised
+with the code for `--delta-steps` more (`wplus+deltas` rows). Scores at each `--report-at` step: L2 on
+[-1, 1], PSNR and MS-SSIM on [0, 1] (fewer scales below 161 px), means over the images. The loss of image i
+depends only on its own code, so batching does not change the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from bgedit_cli.bundle import bundle_file  # noqa: E402
+from bgedit_cli.checkpoint import load_network  # noqa: E402
+from bgedit_cli.data.ade20k import ADE20KDataset  # noqa: E402
+from bgedit_cli.metrics.pairwise import ms_ssim, ms_ssim_label, psnr  # noqa: E402
+
+
+def scores(y: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per image: l2 on [-1, 1], psnr and ms_ssim on [0, 1] (the metrics map [-1, 1] inputs there)."""
+    return {"l2": (y - x).square().mean(dim=[1, 2, 3]), "psnr": psnr(y, x), "ms_ssim": ms_ssim(y, x)}
+
+
+def optimise(G, x: torch.Tensor, *, steps: int, delta_steps: int, lr: float, delta_lr: float,
+             report_at: set[int]) -> dict[str, dict[int, dict[str, torch.Tensor]]]:
+    """Scores {phase: {step: {metric: [N]}}} of the direct optimisation of the images `x`."""
+    n = x.shape[0]
+    ws = G.w_avg.detach().reshape(1, 1, -1).repeat(n, G.cfg.num_ws, 1).clone().requires_grad_(True)
+    out: dict[str, dict[int, dict[str, torch.Tensor]]] = {"wplus": {}, "wplus+deltas": {}}
+
+    def loss_of(y: torch.Tensor) -> torch.Tensor:  # summed over images: each image's gradient is its own
+        s = scores(y, x)
+        return (s["l2"] + (1 - s["ms_ssim"])).sum()
+
+    opt = torch.optim.Adam([ws], lr=lr)
+    for step in range(1, steps + 1):
+        y = G(ws=ws, noise_mode="const")
+        opt.zero_grad(set_to_none=True)
+        loss_of(y).backward()
+        opt.step()
+        if step in report_at or step == steps:
+            with torch.no_grad():
+                out["wplus"][step] = {k: v.cpu() for k, v in scores(G(ws=ws, noise_mode="const"), x).items()}
+    if delta_steps:
+        deltas = {k: torch.zeros(n, *shape, requires_grad=True) for k, shape in G.layer_shapes().items()}
+        opt = torch.optim.Adam([{"params": [ws], "lr": lr}, {"params": list(deltas.values()), "lr": delta_lr}])
+        for step in range(1, delta_steps + 1):
+            y = G(ws=ws, noise_mode="const", weight_deltas=deltas)
+            opt.zero_grad(set_to_none=True)
+            loss_of(y).backward()
+            opt.step()
+            if step in report_at or step == delta_steps:
+                with torch.no_grad():
+                    y = G(ws=ws, noise_mode="const", weight_deltas=deltas)
+                    out["wplus+deltas"][step] = {k: v.cpu() for k, v in scores(y, x).items()}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--model", type=Path, required=True, help="bundle (its generator.safetensors is used)")
+    ap.add_argument("--split", default="validation")
+    ap.add_argument("--num", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--delta-steps", type=int, default=300)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--delta-lr", type=float, default=0.002)
+    ap.add_argument("--report-at", default="100,300,600,1000")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+
+    G = load_network(bundle_file(args.model, "generator"), "generator").eval().requires_grad_(False)
+    r = G.cfg.img_resolution
+    dataset = ADE20KDataset(args.data, args.split, resolution=r, flip=False, require_seg=False)
+    num = min(args.num, len(dataset))
+    report_at = {int(s) for s in args.report_at.split(",") if s}
+    t = time.time()
+    merged: dict[str, dict[int, dict[str, list[torch.Tensor]]]] = {}
+    for start in range(0, num, args.batch_size):
+        x = torch.stack([dataset[i]["img"] for i in range(start, min(start + args.batch_size, num))])
+        part = optimise(G, x, steps=args.steps, delta_steps=args.delta_steps, lr=args.lr, delta_lr=args.delta_lr,
+                        report_at=report_at)
+        for phase, by_step in part.items():
+            for step, s in by_step.items():
+                for k, v in s.items():
+                    merged.setdefault(phase, {}).setdefault(step, {}).setdefault(k, []).append(v)
+        print(f"# {min(start + args.batch_size, num)}/{num} images, {time.time() - t:.0f} s", file=sys.stderr)
+    table = {phase: {step: {k: round(torch.cat(v).mean().item(), 4) for k, v in s.items()}
+                     for step, s in sorted(by_step.items())} for phase, by_step in merged.items()}
+    result = {"images": num, "resolution": r, "ms_ssim_variant": ms_ssim_label(r), "settings": vars(args) | {
+        "data": str(args.data), "model": str(args.model), "json": str(args.json)}, "scores": table,
+        "seconds": round(time.time() - t, 1)}
+    print("| phase | step | L2 | PSNR | MS-SSIM |\n|---|---:|---:|---:|---:|")
+    for phase, by_step in table.items():
+        for step, s in by_step.items():
+            print(f"| {phase} | {step} | {s['l2']:.4f} | {s['psnr']:.2f} | {s['ms_ssim']:.4f} |")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
