@@ -89,19 +89,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--data", type=Path, help="probe images from this dataset's validation split (default: the "
+                    "generator's samples)")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
     bundle, out = args.bundle.expanduser(), args.out
     g_path = bundle / BUNDLE_FILES["generator"]
-    if not g_path.is_file():
-        sys.exit(f"{g_path}: the bundle has no generator; train it first (make demo-train)")
-    torch.manual_seed(0)
-    G = load_network(g_path, "generator").eval()
-    z = torch.randn(PROBES, G.cfg.z_dim, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        probes = G(z, truncation_psi=0.7, noise_mode="const").clamp(-1, 1)
+    G = load_network(g_path, "generator").eval() if g_path.is_file() else None
+    if args.data is not None:
+        from bgedit_cli.data.ade20k import ADE20KDataset
+
+        resolution = G.cfg.img_resolution if G is not None else 64
+        val = ADE20KDataset(args.data, "validation", resolution=resolution, flip=False, require_seg=False)
+        probes = torch.stack([val[i]["img"] for i in range(min(PROBES, len(val)))])
+    elif G is not None:
+        z = torch.randn(PROBES, G.cfg.z_dim, generator=torch.Generator().manual_seed(3))
+        with torch.no_grad():
+            probes = G(z, truncation_psi=0.7, noise_mode="const").clamp(-1, 1)
+    else:
+        sys.exit(f"{g_path}: no generator for probe images; pass --data DATASET")
 
     report, new_sha = {}, {}
     order = ["generator", "segmenter", "clip", "inversion", "inversion-baseline", "text"]
@@ -110,6 +118,8 @@ def main() -> None:
         if not src.is_file():
             continue
         kind = "inversion" if name.startswith("inversion") else name
+        if G is None and kind in ("inversion", "text"):
+            sys.exit(f"{src}: needs the bundle's generator to be checked")
         ckpt = read_checkpoint(src, kind)
         net = load_network(src, kind).eval()
         measure, value, agrees = agreement(kind, net, rounded(net, kind), G, probes)
