@@ -132,6 +132,17 @@ def resolve_precision(name: str, device: torch.device, allowed: Sequence[str] = 
     return "bf16"
 
 
+def cache_casts(*modules: torch.nn.Module | None) -> None:
+    """For inference under bf16 autocast: let autocast keep one bf16 copy of each weight for the whole autocast
+    context instead of casting it again at every use. Autocast caches casts of leaf tensors that require grad
+    only, so this marks the parameters as such; inference runs under `torch.no_grad()`, so no gradient is ever
+    computed. (Measured on the paper-256 inversion, 5 steps, 1 CPU thread: bf16 took 27.8 s without the cache,
+    13.6 s with it, fp32 18.2 s.)"""
+    for m in modules:
+        if m is not None:
+            m.requires_grad_(True)
+
+
 def autocast(device: torch.device, precision: str) -> AbstractContextManager:
     """The context a forward pass runs in: nothing for fp32, torch.autocast to bf16/fp16 otherwise."""
     if precision == "fp32":

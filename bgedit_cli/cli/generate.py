@@ -39,7 +39,7 @@ def generate(
     from bgedit_cli.nn.stylegan2 import NOISE_MODES
     from bgedit_cli.pipelines.generate import generate as run_generate
     from bgedit_cli.pipelines.generate import parse_seeds, seeds_to_z
-    from bgedit_cli.runtime import autocast, resolve_device, resolve_precision
+    from bgedit_cli.runtime import autocast, cache_casts, resolve_device, resolve_precision
 
     if sum(x is not None for x in (z_file, w_file, seeds)) != 1:
         raise InputError("give exactly one of --z, --w or --seeds.")
@@ -48,6 +48,8 @@ def generate(
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev, ("auto", "fp32", "bf16"))
     g = load_network(ckpt, "generator", device=dev)
+    if prec == "bf16":
+        cache_casts(g)
     z = load_npy(z_file, what="z array") if z_file else None
     w = load_npy(w_file, what="w array") if w_file else None
     if seeds is not None:

@@ -51,6 +51,7 @@ def invert(
     from bgedit_cli.latent import latent_path, save_latent
     from bgedit_cli.pipelines.invert import load_item, run_inversion
     from bgedit_cli.pipelines.models import load_models
+    from bgedit_cli.runtime import autocast
 
     if seg and len(seg) != len(images):
         raise typer.BadParameter(f"got {len(seg)} map(s) for {len(images)} image(s); give one per image, in order.",
@@ -90,8 +91,8 @@ def invert(
             continue
         items.append((path, img, ids, outs))
 
-    # Invert in batches and write.
-    with make_progress(quiet or len(items) <= 1) as bar:
+    # Invert in batches and write (one autocast context: bf16 weight copies are made once, not per batch).
+    with make_progress(quiet or len(items) <= 1) as bar, autocast(models.device, models.precision):
         task = bar.add_task("inverting", total=len(items))
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]

@@ -14,7 +14,7 @@ from bgedit_cli.nn.clip_model import ClipEncoder, load_clip_encoder
 from bgedit_cli.nn.inversion import VARIANTS, InversionNet
 from bgedit_cli.nn.segmenter import Segmenter
 from bgedit_cli.nn.stylegan2 import Generator
-from bgedit_cli.runtime import resolve_device, resolve_precision
+from bgedit_cli.runtime import cache_casts, resolve_device, resolve_precision
 
 
 @dataclass
@@ -38,6 +38,8 @@ class Models:
         if self._segmenter is None:
             path = bundle_file(self.bundle, "segmenter", override=self.segmenter_path)
             self._segmenter = load_network(path, "segmenter", device=self.device)
+            if self.precision == "bf16":
+                cache_casts(self._segmenter)
         return self._segmenter
 
 
@@ -58,8 +60,11 @@ def load_models(model: Path | None, variant: str | None, device: str, *, generat
         raise InputError(f"{inv_path}: holds the {net.variant} variant, but --variant {variant} was asked for.")
     sha = file_sha256(g_path)
     net.check_generator(g, sha)
+    prec = resolve_precision(precision, dev, ("auto", "fp32", "bf16"))
+    if prec == "bf16":
+        cache_casts(g, net)
     return Models(bundle=bundle, device=dev, generator=g, generator_sha256=sha, net=net, segmenter_path=segmenter,
-                  precision=resolve_precision(precision, dev, ("auto", "fp32", "bf16")))
+                  precision=prec)
 
 
 def load_clip(bundle: Path, clip: Path | None, device: torch.device) -> ClipEncoder:
