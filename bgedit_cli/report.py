@@ -79,6 +79,13 @@ def result_tables(result: dict[str, Any]) -> list[Table]:
                                 f"{mix['scenes']} scenes ({mix['method']})", ["answer"] + [header(m) for m in metrics],
                                 [[name] + [_fmt(vals[m], FORMATS[m]) for m in metrics]
                                  for name, vals in answers.items()]))
+    layout = result.get("layout", {})
+    if "edit" in layout:
+        rows = [[name, _fmt(layout[key]["miou"], ".3f"), _fmt(layout[key]["pixel_acc"], ".3f")]
+                for key, name in (("edit", "edit of A with B's map"), ("b_input", "B's input (segmenter's own)"),
+                                  ("a_reconstruction", "A's reconstruction (map ignored)"))]
+        tables.append(Table(f"Layout edits read back by the segmenter vs B's map: {layout['pairs']} ordered pairs of "
+                            f"{layout['scenes']} scenes", ["image", "mIoU ↑", "pixel acc ↑"], rows))
     text = result.get("text", {})
     for mode, scores in text.get("modes", {}).items():
         rows = [[style] + [_fmt(vals[k], spec) for k, _, spec in TEXT_COLUMNS] for style, vals in

@@ -105,6 +105,11 @@ def test_bundle_json_has_every_value_and_setting(cli, scenes, bundle, tmp_path):
     assert s["weights"]["inception"] is None and s["versions"]["torch"] == torch.__version__
     assert {"torch-fidelity", "lpips", "pytorch-msssim", "bgedit"} <= set(s["versions"])
 
+    # Layout edits (proposed): 2 scenes -> 2 ordered pairs of 16 x 16 pixels, scored against B's map.
+    layout = out["layout"]
+    assert layout["pairs"] == 2 and layout["edit"]["num_pixels"] == 2 * 16 * 16
+    assert all(0 <= layout[k]["miou"] <= 1 for k in ("edit", "b_input", "a_reconstruction"))
+
     for row in out["rows"]:
         # Pairwise metrics: numbers, the same as the last refinement step's; LPIPS needs >= 32 px.
         final = out["reconstruction"][row]["per_step"][-1]
@@ -318,3 +323,35 @@ def test_errors_are_one_line(cli, scenes, bundle, tmp_path):
     assert_clean_error(evaluate(cli), "--data", "--real")
     assert_clean_error(evaluate(cli, "--data", scenes, "--real", scenes), "--data", "--real")
     assert_clean_error(evaluate(cli, "--real", tmp_path, "--fake", scenes), "--real", "no images")
+
+
+def test_layout_scores_read_the_edit_against_b_s_map(scenes, bundle):
+    """A segmenter that returns the map it is given back (via a stub reading the ground truth by image) scores
+    1.0 on B's inputs; the edit of A with B's map is scored against B's map, not A's."""
+    from bgedit_cli.checkpoint import load_network
+    from bgedit_cli.io import load_image, load_seg
+    from bgedit_cli.pipelines.evaluate_mixing import layout_scores, mixing_pairs
+
+    G = load_network(bundle / "generator.safetensors", "generator")
+    net = load_network(bundle / "inversion.safetensors", "inversion")
+    root, names, _ = mixing_pairs(scenes)
+    names = names[:3]
+    images = torch.stack([load_image(root / "images" / "validation" / f"{n}.png", 16) for n in names])
+    maps = torch.stack([torch.from_numpy(load_seg(root / "annotations" / "validation" / f"{n}.png", 16)
+                                         .astype("int64")) for n in names])
+
+    class Oracle:  # the map of the input image when it is one of the scenes, else class 0 everywhere
+        cfg = type("C", (), {"num_classes": 151})
+
+        def predict(self, img):
+            out = torch.zeros(img.shape[0], 16, 16, dtype=torch.long)
+            for i, x in enumerate(img):
+                hit = [k for k in range(len(names)) if torch.allclose(x, images[k], atol=1e-6)]
+                if hit:
+                    out[i] = maps[hit[0]]
+            return out
+
+    scores = layout_scores(G, net, Oracle(), scenes, steps=1, max_scenes=3)
+    assert len(names) >= 2 and scores["pairs"] == len(names) * (len(names) - 1)
+    assert scores["b_input"]["miou"] == pytest.approx(1.0)
+    assert scores["edit"]["miou"] < 1.0  # a random generator's edit is no scene: read as class 0

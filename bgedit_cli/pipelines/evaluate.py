@@ -64,7 +64,7 @@ from bgedit_cli.metrics.features import clip_features, find_inception
 from bgedit_cli.metrics.pairwise import l2, ms_ssim_label, pairwise_metrics
 from bgedit_cli.metrics.swd import SWD_SCALE, SWDReference, SWDSettings
 from bgedit_cli.nn.inversion import VARIANTS
-from bgedit_cli.pipelines.evaluate_mixing import MIX_NAME, mixing_scores, reconstruction_scores
+from bgedit_cli.pipelines.evaluate_mixing import MIX_NAME, layout_scores, mixing_scores, reconstruction_scores
 from bgedit_cli.pipelines.invert import load_item, run_inversion
 from bgedit_cli.pipelines.mix import edit_layout, mix_content, mix_style
 from bgedit_cli.pipelines.models import Models, load_clip, load_models
@@ -463,6 +463,20 @@ def evaluate_bundle(opts: EvalOptions, progress: Progress | None = None) -> Eval
                 break
             seconds[f"mixing/{v}"] = time.perf_counter() - t
 
+    # Layout edits: does B's map steer A's edit? (proposed variant, read back by the bundle's segmenter)
+    layout: dict[str, Any]
+    if "proposed" not in models or "skipped" in mixing:
+        layout = {"skipped": "needs the proposed variant and DATA/mixing/validation scenes"}
+    else:
+        t = time.perf_counter()
+        m = models["proposed"]
+        try:
+            layout = layout_scores(m.generator, m.net, m.segmenter(), root, steps=opts.steps,
+                                   batch_size=opts.batch_size, device=device, max_scenes=opts.mixing_scenes)
+        except (InputError, CheckpointError) as exc:
+            layout = {"skipped": _one_line(exc)}
+        seconds["layout"] = time.perf_counter() - t
+
     # Text edits against the synthetic ground truth.
     t = time.perf_counter()
     text_result = _text_result(text, models[text_variant], root, opts)
@@ -482,7 +496,7 @@ def evaluate_bundle(opts: EvalOptions, progress: Progress | None = None) -> Eval
         settings["weights"]["text_clip"] = {"file": text["clip"].name, "sha256": text["clip"].sha256}
     result = {"settings": settings, "notes": notes, "rows": list(rows),
               "metrics": {v: {k: res.to_dict() for k, res in row.items()} for v, row in rows.items()},
-              "reconstruction": recon, "mixing": mixing, "text": text_result, "seconds": seconds}
+              "reconstruction": recon, "mixing": mixing, "layout": layout, "text": text_result, "seconds": seconds}
     ev = Evaluation(result=result, images=images)
     if opts.figures:
         t = time.perf_counter()

@@ -34,9 +34,10 @@ from bgedit_cli.errors import InputError
 from bgedit_cli.io import load_image, load_seg, one_hot_seg
 from bgedit_cli.latent import Inversion
 from bgedit_cli.metrics.pairwise import ms_ssim_label, pairwise_metrics
+from bgedit_cli.metrics.segmentation import confusion_matrix, segmentation_scores
 from bgedit_cli.nn.inversion import default_seg_layers
 from bgedit_cli.pipelines.invert import invert, render
-from bgedit_cli.pipelines.mix import mix_content, mix_style
+from bgedit_cli.pipelines.mix import edit_layout, mix_content, mix_style
 
 MIX_NAME = re.compile(r"^(?P<a>.+)__(?P<b>.+)\.png$")
 
@@ -198,3 +199,50 @@ def mixing_scores(G, net, root: Path, *, steps: int = 5, batch_size: int = 8, de
     for task in ("style", "content"):
         out[task] = {g.split("/", 1)[1]: means.result(g) for g in means.counts if g.startswith(task + "/")}
     return out
+
+
+@torch.no_grad()
+def layout_scores(G, net, segmenter, root: Path, *, steps: int = 5, batch_size: int = 8,
+                  device: torch.device | str = "cpu", max_scenes: int | None = None) -> dict[str, Any]:
+    """Does the seg map steer the layout? For every ordered pair (A, B), A != B, of the validation scenes that
+    have mixing ground truth (the first `max_scenes`): A is inverted with its own map, then edited with B's map
+    (`edit_layout`); the segmenter reads the edit back and the pixels of all pairs are scored against B's map
+    (standard mIoU: per-class IoU over all pixels, mean over the classes present). Next to it: the segmenter on
+    B's own input (how well it reads these scenes at all) and on A's reconstruction (what ignoring the new map
+    scores). Returns {"scenes", "pairs", "steps", "edit": scores, "b_input": scores, "a_reconstruction": scores}."""
+    if not net.uses_seg:
+        raise InputError("layout edits need the proposed variant.")
+    data_root, scenes, _ = mixing_pairs(Path(root))
+    scenes = scenes[:max_scenes] if max_scenes is not None else scenes
+    if len(scenes) < 2:
+        raise InputError(f"{root}: layout edits need 2 or more scenes with mixing ground truth.")
+    r = G.cfg.img_resolution
+    images = torch.stack([load_image(data_root / "images" / "validation" / f"{s}.png", r) for s in scenes])
+    maps = torch.stack([torch.from_numpy(load_seg(data_root / "annotations" / "validation" / f"{s}.png", r)
+                                         .astype("int64")) for s in scenes])
+    invs = [invert(G, net, images[i:i + batch_size].to(device), one_hot_seg(maps[i:i + batch_size].to(device)),
+                   steps=steps) for i in range(0, len(scenes), batch_size)]
+    inv = Inversion.cat(invs)
+
+    def read(img: torch.Tensor) -> torch.Tensor:
+        pred = segmenter.predict(img.to(device).float().clamp(-1, 1))
+        if pred.shape[-1] != r:
+            pred = torch.nn.functional.interpolate(pred[:, None].float(), size=(r, r), mode="nearest")[:, 0].long()
+        return pred.cpu()
+
+    n = segmenter.cfg.num_classes
+    cm = {k: torch.zeros(n, n, dtype=torch.long) for k in ("edit", "b_input", "a_reconstruction")}
+    pairs = [(a, b) for a in range(len(scenes)) for b in range(len(scenes)) if a != b]
+    recon_read = read(inv.images)
+    input_read = read(images)
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        ia, ib = [a for a, _ in chunk], [b for _, b in chunk]
+        inv_a = Inversion.cat([inv.select(i) for i in ia]).to(device)
+        edited = edit_layout(G, net, inv_a, one_hot_seg(maps[ib].to(device)), steps=steps)
+        target = maps[ib]
+        cm["edit"] += confusion_matrix(read(edited.images), target, n)
+        cm["b_input"] += confusion_matrix(input_read[ib], target, n)
+        cm["a_reconstruction"] += confusion_matrix(recon_read[ia], target, n)
+    return {"scenes": len(scenes), "pairs": len(pairs), "steps": steps,
+            **{k: segmentation_scores(v) for k, v in cm.items()}}
