@@ -51,15 +51,32 @@ _cpu_bf16: dict[str, Any] | None = None
 _warned: set[str] = set()
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")  # what decides CPU speed per precision
+
+
+def cpu_info() -> dict[str, str]:
+    """The first processor block of /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    info = {}
+    for line in text.split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        info[key.strip()] = value.strip()
+    return info
+
+
 def cpu_model() -> str:
     """The CPU's model name (/proc/cpuinfo, else the platform's processor string)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_info().get("model name") or platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_flags() -> dict[str, bool | None]:
+    """Each of CPU_FLAGS: present, absent, or None where /proc/cpuinfo does not say."""
+    flags = cpu_info().get("flags")
+    present = set(flags.split()) if flags is not None else None
+    return {f: (f in present) if present is not None else None for f in CPU_FLAGS}
 
 
 def _conv_speed(dtype: torch.dtype | None, reps: int = 5) -> float:

@@ -22,15 +22,15 @@ SECTIONS = ["generator", "synth", "train", "invert", "text_edit"]
 
 
 def machine() -> dict:
+    """The header line: versions, the CPU model and the flags that decide its speed per precision, and what
+    `--precision auto` picks on it (with the measured bf16/fp32 convolution speed ratio)."""
     import torch
 
-    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or
-            platform.machine(), "cpu_threads": torch.get_num_threads(), "cores": os.cpu_count()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from bgedit_cli.runtime import cpu_bf16_status, cpu_flags, cpu_model
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": cpu_model(),
+            "cpu_flags": cpu_flags(), "cpu_bf16": cpu_bf16_status(), "cpu_threads": torch.get_num_threads(),
+            "cores": os.cpu_count()}
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name(0)
     return info

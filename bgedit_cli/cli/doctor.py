@@ -17,7 +17,6 @@ from bgedit_cli.cli.common import JsonOpt, cli_command, print_json
 # Digests the publishers give: OpenAI's URL holds the full SHA-256, torch hub file names a SHA-256 prefix, and
 # facebookresearch/moco's README an MD5 prefix.
 PUBLISHED_HASHES = {"alexnet": ("sha256", "7be5be79"), "inception": ("sha256", "6726825d"), "moco": ("md5", "a04e12f8")}
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
 
 
 @cli_command
@@ -101,9 +100,8 @@ def system_report() -> dict[str, Any]:
     """Python, torch, CUDA devices, the CPU model, its flags, threads and what `--precision auto` picks."""
     import torch
 
-    from bgedit_cli.runtime import cpu_bf16_status, resolve_precision
+    from bgedit_cli.runtime import cpu_bf16_status, cpu_flags, cpu_model, resolve_precision
 
-    flags = _cpu_flags()
     cuda = torch.cuda.is_available()
     try:
         mkldnn_bf16: bool | None = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -113,33 +111,11 @@ def system_report() -> dict[str, Any]:
         "python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
         "cuda_available": cuda, "cuda_version": torch.version.cuda,
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
-        "cpu": _cpu_model(), "cpu_flags": {f: (f in flags) if flags is not None else None for f in CPU_FLAGS},
+        "cpu": cpu_model(), "cpu_flags": cpu_flags(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkldnn_bf16": mkldnn_bf16,
         "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "auto_precision_cpu": resolve_precision("auto", torch.device("cpu")), "cpu_bf16": cpu_bf16_status(),
     }
-
-
-def _cpu_info() -> dict[str, str]:
-    """The first processor block of /proc/cpuinfo (empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {}
-    info = {}
-    for line in text.split("\n\n")[0].splitlines():
-        key, _, value = line.partition(":")
-        info[key.strip()] = value.strip()
-    return info
-
-
-def _cpu_model() -> str:
-    return _cpu_info().get("model name") or platform.processor() or platform.machine() or "unknown"
-
-
-def _cpu_flags() -> set[str] | None:
-    flags = _cpu_info().get("flags")
-    return set(flags.split()) if flags is not None else None
 
 
 def _file_digest(path: Path, algo: str) -> str:
