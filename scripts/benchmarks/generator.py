@@ -1,4 +1,5 @@
-"""StyleGAN2 generator forward: seconds per image, peak memory, GFLOP/s, against this machine's matmul rate."""
+"""StyleGAN2 generator forward per precision: seconds per image, peak memory, GFLOP/s, against the rate of the
+generator's own big convolutions (and the matmul rate), both measured right before each row."""
 
 from __future__ import annotations
 
@@ -45,6 +46,26 @@ def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 5, trials:
     return best
 
 
+def conv_gflops(device: torch.device, precision: str = "fp32", trials: int = 3) -> float:
+    """Best rate of the paper-256 generator's big 3x3 convolutions (512 ch at 32 px, 256 ch at 64 px, batch 1,
+    channels-last) in `precision` (bf16 under autocast): the convolution limit a forward can approach."""
+    from bgedit_cli.runtime import autocast
+
+    best = 0.0
+    for ch, res in ((512, 32), (256, 64)):
+        conv = torch.nn.Conv2d(ch, ch, 3, padding=1, bias=False).to(device, memory_format=torch.channels_last)
+        x = torch.randn(1, ch, res, res, device=device).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), autocast(device, precision):
+            conv(x)
+            for _ in range(trials):
+                _sync(device)
+                t = time.perf_counter()
+                conv(x)
+                _sync(device)
+                best = max(best, 2 * ch * ch * 9 * res * res / (time.perf_counter() - t) / 1e9)
+    return best
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -78,28 +99,43 @@ def time_forward(g: Generator, batch: int, device: torch.device, repeats: int) -
     return {"best": min(times), "median": statistics.median(times), "cpu": cpu_per_image, "peak": peak}
 
 
+def precisions(device: torch.device) -> list[str]:
+    """fp32, and bf16 where it can pay (CUDA, or a CPU with bf16 instructions; elsewhere it is ~200x slower)."""
+    if device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return ["fp32", "bf16"]
+    return ["fp32"]
+
+
 def run(quick: bool = False) -> list[dict]:
+    from bgedit_cli.runtime import autocast, cache_casts
+
     rows = []
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     for device in devices:
         for preset in ("demo", "paper-256"):
             cfg = GENERATOR_PRESETS[preset]
             impls = ["ref"] + (["compile"] if device.type == "cuda" else [])
-            for impl in impls:
+            for impl, precision in [(i, p) for i in impls for p in precisions(device)]:
                 g = Generator(cfg, impl=impl).eval().to(device)
+                if precision == "bf16":
+                    cache_casts(g)  # as the commands do: one bf16 copy of the weights per autocast context
                 work = generator_gflop(cfg)
                 for batch in (1, 8):
                     repeats = 10 if device.type == "cuda" else 2 if quick else 5 if batch == 1 else 3
-                    gflops_machine = matmul_gflops(device)  # right before, so both see the same machine state
-                    m = time_forward(g, batch, device, repeats)
-                    ideal = work / gflops_machine
+                    # Rates right before the row, so both see the same machine state.
+                    gflops_machine = matmul_gflops(device)
+                    gflops_conv = conv_gflops(device, precision)
+                    with autocast(device, precision):
+                        m = time_forward(g, batch, device, repeats)
+                    ideal = work / gflops_conv
                     rows.append({
                         "bench": "generator-forward", "preset": preset, "device": device.type, "impl": impl,
-                        "batch": batch, "repeats": repeats, "sec_per_image": round(m["best"], 4),
+                        "precision": precision, "batch": batch, "repeats": repeats,
+                        "sec_per_image": round(m["best"], 4),
                         "median_sec_per_image": round(m["median"], 4), "cpu_sec_per_image": round(m["cpu"], 4),
                         "peak_mem_mib": round(m["peak"], 1),
                         "gflop_per_image": round(work, 2), "achieved_gflops": round(work / m["best"], 1),
-                        "matmul_gflops": round(gflops_machine, 1),
+                        "matmul_gflops": round(gflops_machine, 1), "conv_gflops": round(gflops_conv, 1),
                         "ideal_sec_per_image": round(ideal, 4),
                         "ratio_to_ideal": round(m["best"] / ideal, 2),
                     })
