@@ -8,6 +8,7 @@ import time
 
 import torch
 
+from benchmarks.common import precisions
 from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS, Generator, GeneratorConfig
 
 
@@ -97,13 +98,6 @@ def time_forward(g: Generator, batch: int, device: torch.device, repeats: int) -
     cpu_per_image = (time.process_time() - c) / (repeats * batch * torch.get_num_threads())
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mib()
     return {"best": min(times), "median": statistics.median(times), "cpu": cpu_per_image, "peak": peak}
-
-
-def precisions(device: torch.device) -> list[str]:
-    """fp32, and bf16 where it can pay (CUDA, or a CPU with bf16 instructions; elsewhere it is ~200x slower)."""
-    if device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return ["fp32", "bf16"]
-    return ["fp32"]
 
 
 def run(quick: bool = False) -> list[dict]:

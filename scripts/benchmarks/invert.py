@@ -1,5 +1,6 @@
 """Inversion (proposed variant: both encoders + 2 hypernetworks, 5 refinement steps): seconds per image and
-peak memory at demo and paper-256 sizes, random weights, batch 1 and 8, on CPU (and CUDA when present).
+peak memory at demo and paper-256 sizes, random weights, batch 1 and 8, per precision (fp32, and bf16 where
+it can pay), on CPU (and CUDA when present).
 
 On CPU, rows also give `cpu_sec_per_image` (process CPU time / images): on a shared machine wall time
 includes waiting for other processes, CPU time does not (with T threads it is about T x wall when idle).
@@ -15,10 +16,12 @@ import time
 
 import torch
 
+from benchmarks.common import precisions
 from bgedit_cli.data.ade20k_classes import NUM_CLASSES
 from bgedit_cli.nn.inversion import build_inversion
 from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS, Generator
 from bgedit_cli.pipelines.invert import invert
+from bgedit_cli.runtime import autocast, cache_casts
 
 STEPS = 5
 
@@ -66,15 +69,20 @@ def run(quick: bool = False) -> list[dict]:
             net = build_inversion("proposed", preset, g).eval().requires_grad_(False).to(device)
             params = net.num_parameters()
             slow = device.type == "cpu" and preset == "paper-256"
-            for batch in (1,) if (quick and slow) else (1, 8):
-                repeats = 10 if device.type == "cuda" and not quick else (1 if slow or quick else 2)
-                sec, cpu_sec, peak = time_invert(g, net, batch, device, repeats)
-                rows.append({"bench": "invert", "preset": preset, "device": device.type, "batch": batch,
-                             "steps": STEPS, "sec_per_image": round(sec, 4), "peak_mem_mib": round(peak, 1),
-                             **({"cpu_sec_per_image": round(cpu_sec, 4), "threads": torch.get_num_threads()}
-                                if device.type == "cpu" else {}),
-                             "params_m": round(params["total"] / 1e6, 2),
-                             "hypernet_params_m": round(params["hyper_img"] / 1e6, 2)})
+            for precision in precisions(device):
+                if precision == "bf16":
+                    cache_casts(g, net)  # as `bgedit invert` does: one bf16 copy of the weights per command
+                for batch in (1,) if (quick and slow) else (1, 8):
+                    repeats = 10 if device.type == "cuda" and not quick else (1 if slow or quick else 2)
+                    with autocast(device, precision):
+                        sec, cpu_sec, peak = time_invert(g, net, batch, device, repeats)
+                    rows.append({"bench": "invert", "preset": preset, "device": device.type, "batch": batch,
+                                 "precision": precision, "steps": STEPS, "sec_per_image": round(sec, 4),
+                                 "peak_mem_mib": round(peak, 1),
+                                 **({"cpu_sec_per_image": round(cpu_sec, 4), "threads": torch.get_num_threads()}
+                                    if device.type == "cpu" else {}),
+                                 "params_m": round(params["total"] / 1e6, 2),
+                                 "hypernet_params_m": round(params["hyper_img"] / 1e6, 2)})
             del g, net
             if device.type == "cuda":
                 torch.cuda.empty_cache()

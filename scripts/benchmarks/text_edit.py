@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from benchmarks.common import precisions
 from bgedit_cli.latent import Inversion
 from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS, Generator
 from bgedit_cli.nn.text_encoder import build_text_editor
@@ -25,12 +26,6 @@ TEXT_DIM = {"demo": 128, "paper-256": 512}  # the demo CLIP's embedding, OpenAI 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def precisions(device: torch.device) -> list[str]:
-    if device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return ["fp32", "bf16"]
-    return ["fp32"]  # bf16 without the instructions is ~200x slower: not worth a row
 
 
 def time_text_edit(g: Generator, editor, batch: int, device: torch.device, precision: str, repeats: int
