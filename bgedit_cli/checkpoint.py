@@ -56,7 +56,12 @@ class Checkpoint:
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
+    return file_digest(path, "sha256")
+
+
+def file_digest(path: Path, algo: str) -> str:
+    """Hex digest of a file with any hashlib algorithm (publishers state sha256 or md5), read in 1 MiB chunks."""
+    h = hashlib.new(algo)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)

@@ -78,13 +78,13 @@ def test_doctor_json_found_files_and_bundle(cli, home):
 
 
 def test_doctor_verify_accepts_the_published_digest(home):
-    from bgedit_cli.cli import doctor as doctor_cli
+    from bgedit_cli.checkpoint import file_digest, file_sha256
 
     path = home / "file.bin"
     home.mkdir()
     path.write_bytes(b"abc" * 1000)
-    assert doctor_cli._file_digest(path, "md5") == hashlib.md5(b"abc" * 1000).hexdigest()
-    assert doctor_cli._file_digest(path, "sha256") == hashlib.sha256(b"abc" * 1000).hexdigest()
+    assert file_digest(path, "md5") == hashlib.md5(b"abc" * 1000).hexdigest()
+    assert file_digest(path, "sha256") == file_sha256(path) == hashlib.sha256(b"abc" * 1000).hexdigest()
 
 
 def test_doctor_table(cli, home):

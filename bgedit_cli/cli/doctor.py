@@ -4,7 +4,6 @@ a missing file is reported with where to get it and where to put it."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 from pathlib import Path
@@ -43,6 +42,7 @@ def doctor(
 
 def weights_report(verify: bool = False) -> list[dict[str, Any]]:
     """Each auxiliary weight file: found (path) or missing, with its expected place, source and published hash."""
+    from bgedit_cli.checkpoint import file_digest
     from bgedit_cli.losses.weights import ALEXNET, MOCO, MissingWeightsError, find_weights, search_dirs
     from bgedit_cli.metrics.features import INCEPTION, openai_clip_sha256
     from bgedit_cli.nn.clip_model import CLIP_VIT_B32
@@ -60,7 +60,7 @@ def weights_report(verify: bool = False) -> list[dict[str, Any]]:
                "expected": str(dirs[0] / spec.names[0]), "searched": [str(d) for d in dirs], "source": spec.source,
                "option": spec.option, "published_hash": f"{algo}:{digest}", "hash_ok": None}
         if verify and found is not None:
-            row["hash_ok"] = _file_digest(found, algo).startswith(digest)
+            row["hash_ok"] = file_digest(found, algo).startswith(digest)
         rows.append(row)
     return rows
 
@@ -116,14 +116,6 @@ def system_report() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "auto_precision_cpu": resolve_precision("auto", torch.device("cpu")), "cpu_bf16": cpu_bf16_status(),
     }
-
-
-def _file_digest(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------------------

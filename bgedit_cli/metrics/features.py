@@ -25,6 +25,7 @@ from torch import nn
 
 from bgedit_cli.errors import CheckpointError
 from bgedit_cli.losses.weights import AuxWeights, MissingWeightsError, find_weights
+from bgedit_cli.nn.clip_model import CLIP_MEAN, CLIP_STD, CLIP_VIT_B32
 from bgedit_cli.nn.ops import assert_shape
 
 INCEPTION = AuxWeights(
@@ -38,8 +39,6 @@ INCEPTION = AuxWeights(
 )
 INCEPTION_LAYER = "2048"  # torch-fidelity's feature layer for FID and KID
 INCEPTION_RESIZE = "bilinear (TensorFlow 1.x compatible) to 299x299"
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CLIP_RESIZE = "bilinear (TensorFlow 1.x compatible) to the model's input resolution, no crop"
 
 _TRAINING_HINT = " Presets tiny and demo train without it."  # find_weights' closing line, meant for the losses
@@ -100,8 +99,6 @@ def inception_features(images: torch.Tensor | Iterable[torch.Tensor], net: nn.Mo
 
 def openai_clip_sha256() -> str:
     """SHA-256 of OpenAI's `ViT-B-32.pt`: the path segment of its release URL (what `clip.load` checks)."""
-    from bgedit_cli.nn.clip_model import CLIP_VIT_B32
-
     return CLIP_VIT_B32.source.rstrip("/").split("/")[-2]
 
 
