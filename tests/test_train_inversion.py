@@ -172,6 +172,19 @@ def test_baseline_and_phased_schedule(scenes, generator_file, tmp_path):
     assert_clean_error(train(scenes, bundle, "--resume"), "--resume: no inversion run")
 
 
+def test_seg_layers_sets_the_split(scenes, generator_file, tmp_path):
+    """--seg-layers chooses the W+ rows the Seg Encoder drives (stored in the file); out of range is an error."""
+    from bgedit_cli.checkpoint import load_network
+
+    bundle = new_bundle(tmp_path / "bundle", generator_file)
+    result = train(scenes, bundle, "--steps", "2", "--seg-layers", "1", "--eval-every", "0", "--snapshot-every", "0",
+                   "--refine-steps", "1")
+    assert result.exit_code == 0, result.output
+    net = load_network(bundle / "inversion.safetensors", "inversion")
+    assert net.seg_layers == 1 and net.seg_encoder.cfg.num_queries == 1
+    assert_clean_error(train(scenes, bundle, "--steps", "2", "--seg-layers", "99", "--force"), "seg_layers")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Errors: one `Error:` line, exit 1.
 

@@ -220,6 +220,8 @@ class InversionTrainConfig(StageConfig):
     schedule: str = _field("joint", "joint (encoders and hypernetworks every step) or phased (encoders first, "
                                     "then hypernetworks)")
     encoder_fraction: float = _field(0.5, "phased: share of the steps that train the encoders alone")
+    seg_layers: int = _field(0, "proposed: W+ rows driven by the Seg Encoder (0: the rows up to 32x32, 8 of 14 at "
+                                "256 px, the paper's split)")
     lambdas: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -233,6 +235,8 @@ class InversionTrainConfig(StageConfig):
             raise InputError(f"unknown loss(es) {', '.join(unknown)}; known: {', '.join(LOSS_NAMES)}.")
         if not self.lr > 0 or self.refine_steps < 0:
             raise InputError("--steps, --batch-size and --lr must be positive, --refine-steps >= 0.")
+        if self.seg_layers < 0:
+            raise InputError(f"--seg-layers {self.seg_layers}: expected 0 (the default split) or a row count.")
         if not 0 <= self.encoder_fraction <= 1:
             raise InputError(f"--encoder-fraction {self.encoder_fraction}: expected a fraction in [0, 1].")
         if self.schedule == "phased" and self.refine_steps == 0:

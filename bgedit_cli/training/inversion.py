@@ -182,7 +182,8 @@ class InversionStage(StageBase):
 
         # Build networks (same seed on every rank: identical initial weights).
         seed_everything(cfg.seed)
-        net = build_inversion(cfg.variant, cfg.preset, G, g_sha).to(self.device).train()
+        split = {"seg_layers": cfg.seg_layers} if cfg.seg_layers and cfg.variant == "proposed" else {}
+        net = build_inversion(cfg.variant, cfg.preset, G, g_sha, **split).to(self.device).train()
         if self.d.enabled and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()):
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
         self.net = net
