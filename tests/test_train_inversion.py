@@ -185,6 +185,34 @@ def test_seg_layers_sets_the_split(scenes, generator_file, tmp_path):
     assert_clean_error(train(scenes, bundle, "--steps", "2", "--seg-layers", "99", "--force"), "seg_layers")
 
 
+def test_pretrain_on_generator_samples(scenes, generator_file, tmp_path):
+    """--pretrain-steps: the first steps fit the encoders to known codes (latent loss that falls), then the
+    image losses take over; the baseline pre-trains its image encoder alone."""
+    from bgedit_cli.checkpoint import load_network, save_network
+    from bgedit_cli.nn.segmenter import Segmenter, segmenter_preset
+    from bgedit_cli.training.common import read_log
+
+    bundle = new_bundle(tmp_path / "bundle", generator_file)
+    torch.manual_seed(0)
+    save_network(bundle / "segmenter.safetensors", Segmenter(segmenter_preset("tiny")), kind="segmenter")
+    result = train(scenes, bundle, "--steps", "12", "--pretrain-steps", "10", "--seg-layers", "2", "--lr", "0.003",
+                   "--eval-every", "0", "--snapshot-every", "0", "--refine-steps", "1")
+    assert result.exit_code == 0, result.output
+    log = [r for r in read_log(run_folders(bundle)[0] / "log.jsonl") if "train/loss" in r]
+    assert [r["phase"] for r in log] == ["pretrain"] * 10 + ["joint"] * 2
+    pre = [r["train/pre/w_img"] + r["train/pre/w_seg"] for r in log[:10]]
+    assert sum(pre[-3:]) < sum(pre[:3])
+    assert "train/y0/l2" in log[-1]
+    net = load_network(bundle / "inversion.safetensors", "inversion")
+    assert net.seg_layers == 2
+    result = train(scenes, bundle, "--variant", "baseline", "--steps", "3", "--pretrain-steps", "2",
+                   "--eval-every", "0", "--snapshot-every", "0", "--refine-steps", "1")
+    assert result.exit_code == 0, result.output
+    log = [r for r in read_log(run_folders(bundle, "inversion-baseline")[0] / "log.jsonl") if "train/loss" in r]
+    assert "train/pre/w_img" in log[0] and "train/pre/w_seg" not in log[0]
+    assert_clean_error(train(scenes, bundle, "--steps", "3", "--pretrain-steps", "5", "--force"), "--pretrain-steps")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Errors: one `Error:` line, exit 1.
 

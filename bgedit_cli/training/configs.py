@@ -220,6 +220,9 @@ class InversionTrainConfig(StageConfig):
     schedule: str = _field("joint", "joint (encoders and hypernetworks every step) or phased (encoders first, "
                                     "then hypernetworks)")
     encoder_fraction: float = _field(0.5, "phased: share of the steps that train the encoders alone")
+    pretrain_steps: int = _field(0, "first steps that train the encoders on the generator's own samples with a latent "
+                                    "loss (rows < seg_layers from one code, the rest from another; the map from "
+                                    "the bundle's segmenter)")
     seg_layers: int = _field(0, "proposed: W+ rows driven by the Seg Encoder (0: the rows up to 32x32, 8 of 14 at "
                                 "256 px, the paper's split)")
     lambdas: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -235,6 +238,8 @@ class InversionTrainConfig(StageConfig):
             raise InputError(f"unknown loss(es) {', '.join(unknown)}; known: {', '.join(LOSS_NAMES)}.")
         if not self.lr > 0 or self.refine_steps < 0:
             raise InputError("--steps, --batch-size and --lr must be positive, --refine-steps >= 0.")
+        if not 0 <= self.pretrain_steps <= self.steps:
+            raise InputError(f"--pretrain-steps {self.pretrain_steps}: expected 0..--steps ({self.steps}).")
         if self.seg_layers < 0:
             raise InputError(f"--seg-layers {self.seg_layers}: expected 0 (the default split) or a row count.")
         if not 0 <= self.encoder_fraction <= 1:
@@ -259,7 +264,9 @@ class InversionTrainConfig(StageConfig):
         return (f"{launch(world_size)} train inversion --data {data} --model {bundle} --variant {self.variant} "
                 f"--preset {self.preset} --steps {self.steps} --refine-steps {self.refine_steps} "
                 f"--batch-size {self.batch_size} --lr {self.lr:g} --seed {self.seed} --schedule {self.schedule} "
-                + (f"--encoder-fraction {self.encoder_fraction:g} " if self.schedule == "phased" else "") + lambdas)
+                + (f"--encoder-fraction {self.encoder_fraction:g} " if self.schedule == "phased" else "")
+                + (f"--pretrain-steps {self.pretrain_steps} " if self.pretrain_steps else "")
+                + (f"--seg-layers {self.seg_layers} " if self.seg_layers else "") + lambdas)
 
 
 LATENT_SOURCES = ("inversion", "samples", "both")

@@ -20,6 +20,13 @@ in the same step ("joint", the default):
         loss(y_t, x).backward()                                         -> trains the hypernetworks
     optimizer.step()                 # one Adam step on the summed gradients
 
+`--pretrain-steps N` first trains the encoders for N steps on the generator's own samples, where the code is
+known: a batch of codes w_layout, w_style (the same code for half of the batch), the image
+x = G(rows < seg_layers from w_layout, the rest from w_style), its map s from the bundle's segmenter; the loss is
+|E_img(x) - w_style|^2 + |E_seg(s) - w_layout|^2 (the baseline: |E_img(x) - w|^2 on unmixed codes). No
+generator backward, so a step is cheap, and the Seg Encoder learns to draw a layout from a map before the image
+losses start (docs/training-inversion.md).
+
 `--schedule phased` instead trains the encoders alone (y_0 loss only, no refinement) for the first
 `--encoder-fraction` of the steps, then freezes them and trains the hypernetworks on the refinement losses
 (HyperStyle's own setting, where the W encoder is pretrained and frozen). The generator is never updated.
@@ -61,6 +68,8 @@ VARIANT_STAGES = {"proposed": "inversion", "baseline": "inversion-baseline"}
 WARMUP_FRACTION, MAX_WARMUP, FINAL_LR_FRACTION = 0.02, 500, 0.1
 ADAM_BETAS = (0.9, 0.999)
 GRID_IMAGES = 8
+PRETRAIN_PSI = 0.9       # truncation of the generator samples the encoders pre-train on
+PRETRAIN_MIX_PROB = 0.5  # share of pre-training samples whose layout and style rows come from different codes
 
 
 @dataclasses.dataclass
@@ -103,6 +112,38 @@ def resolve_settings(opts: InversionTrainOptions, saved: dict[str, Any] | None) 
 
 # ----------------------------------------------------------------------------------------------------------
 # Pieces of the step.
+
+
+def sample_codes(G, batch: int, seg_layers: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor,
+                                                                               torch.Tensor]:
+    """Pre-training codes (global RNG): (w_layout, w_style, ws) with ws rows < seg_layers from w_layout."""
+    z = torch.randn(2, batch, G.cfg.z_dim, device=device)
+    w_layout, w_style = (G.mapping(zz, truncation_psi=PRETRAIN_PSI) for zz in z)
+    same = torch.rand(batch, 1, device=device) >= PRETRAIN_MIX_PROB
+    w_style = torch.where(same, w_layout, w_style)
+    ws = G.broadcast(w_style).clone()
+    ws[:, :seg_layers] = w_layout[:, None]
+    return w_layout, w_style, ws
+
+
+def pretrain_step(G, net, segmenter, batch: int, device: torch.device, autocast=None) -> dict[str, float]:
+    """Forward and backward of one pre-training batch on generator samples (module doc); returns the scalars."""
+    autocast = autocast or nullcontext
+    k = net.seg_layers
+    with torch.no_grad():
+        w_layout, w_style, ws = sample_codes(G, batch, k, device)
+        with autocast():
+            img = render(G, ws).float().clamp(-1, 1)
+            seg = one_hot_seg(segmenter(img).argmax(dim=1)) if net.uses_seg else None
+    with autocast():
+        w_hat = net.image_encoder(img, G).float()
+        lat_hat = net.seg_encoder(seg, G).float() if net.uses_seg else None
+    scalars = {"w_img": torch.nn.functional.mse_loss(w_hat, w_style)}
+    if lat_hat is not None:
+        scalars["w_seg"] = torch.nn.functional.mse_loss(lat_hat, w_layout[:, None].expand_as(lat_hat))
+    loss = sum(scalars.values())
+    loss.backward()
+    return {"loss": float(loss.detach()), **{f"pre/{k}": float(v.detach()) for k, v in scalars.items()}}
 
 
 def train_step(G, net, loss_fn, img: torch.Tensor, seg: torch.Tensor | None, *, refine_steps: int,
@@ -190,6 +231,10 @@ class InversionStage(StageBase):
         self.encoders = [m for m in (net.image_encoder, net.seg_encoder) if m is not None]
         self.hypernets = [m for m in (net.hyper_img, net.hyper_seg) if m is not None]
         self.params = [p for p in net.parameters() if p.requires_grad]
+        self.segmenter = None
+        if cfg.pretrain_steps and self.uses_seg:
+            self.segmenter = load_network(bundle_file(run.bundle, "segmenter"), "segmenter", self.device).eval()
+            self.segmenter.requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, betas=ADAM_BETAS)
         self.num_eval = min(opts.eval_images, len(self.val_set))
 
@@ -206,6 +251,8 @@ class InversionStage(StageBase):
     # The step.
 
     def train_step(self, step: int, batches: DataStream) -> tuple[dict[str, Any], dict[str, float], int]:
+        if step < self.cfg.pretrain_steps:
+            return self._pretrain_step(step)
         cfg, d = self.cfg, self.d
         batch = batches.next()
         img = batch["img"].to(self.device, non_blocking=True)
@@ -236,6 +283,28 @@ class InversionStage(StageBase):
         return ({"lr": lr, "phase": phase, **{f"train/{k}": v for k, v in scalars.items()}},
                 {"loss": scalars["loss"], f"y{last_t}": scalars[f"y{last_t}/loss"]}, img.shape[0])
 
+    def _pretrain_step(self, step: int) -> tuple[dict[str, Any], dict[str, float], int]:
+        cfg, d = self.cfg, self.d
+        lr = lr_at(step, cfg.steps, cfg.lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        for m in self.encoders:
+            m.requires_grad_(True).train(True)
+        for m in self.hypernets:
+            m.requires_grad_(False)
+        self.optimizer.zero_grad(set_to_none=True)
+        batch = cfg.batch_size // d.world_size
+        scalars = pretrain_step(self.G, self.net, self.segmenter, batch, self.device,
+                                autocast=partial(autocast, self.device, self.precision))
+        average_gradients(self.params, d)
+        self.optimizer.step()
+        if d.enabled:
+            keys = sorted(scalars)
+            vec = torch.tensor([scalars[k] for k in keys], dtype=torch.float64, device=self.device)
+            scalars = dict(zip(keys, all_reduce_mean(vec, d).tolist()))
+        return ({"lr": lr, "phase": "pretrain", **{f"train/{k}": v for k, v in scalars.items()}},
+                {"loss": scalars["loss"]}, batch)
+
     # Evaluation (rank 0): reconstruction scores per refinement step and a sample grid.
 
     def evaluate(self, step: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -263,7 +332,7 @@ class InversionStage(StageBase):
                 "val": metrics}
 
     def start_record(self) -> dict[str, Any]:
-        return {"stage": self.name, "encoder_steps": self.cfg.encoder_steps, "losses": self.loss_info,
+        return {"stage": self.name, "encoder_steps": self.cfg.encoder_steps, "pretrain_steps": self.cfg.pretrain_steps, "losses": self.loss_info,
                 "config": self.net.cfg.to_dict(), "parameters": self.net.num_parameters(),
                 "generator": str(self.g_path), "generator_sha256": self.g_sha, "precision": self.precision,
                 "val_images": len(self.val_set)}
