@@ -28,8 +28,10 @@ SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 FORMATS = {"l2": ".4f", "lpips": ".3f", "fid": ".2f", "kid": ".2f", "psnr": ".2f", "ms_ssim": ".3f",
            "fd_clip": ".3f", "swd": ".2f"}
 TEXT_COLUMNS = (("pairs", "pairs", "d"), ("closer", "closer to GT than recon ↑", ".2f"),
-                ("l2_edit", "L2 edit ↓", ".4f"), ("l2_recon", "L2 recon", ".4f"), ("clip_gain", "CLIP gain ↑", "+.4f"),
+                ("l2_edit", "L2 edit ↓", ".4f"), ("l2_recon", "L2 recon", ".4f"),
+                ("improvement", "L2 recon − edit ↑", "+.4f"), ("clip_gain", "CLIP gain ↑", "+.4f"),
                 ("clip_rise", "CLIP rise ↑", ".2f"))
+PROMPT_COLUMNS = TEXT_COLUMNS[:5]  # the prompt-wording table: no CLIP columns (the prompts differ per row)
 CSS = """body{font:15px/1.45 system-ui,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}table{border-collapse:collapse;margin:.6em 0}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th:first-child,td:first-child{text-align:left}
@@ -86,15 +88,88 @@ def result_tables(result: dict[str, Any]) -> list[Table]:
                                   ("a_reconstruction", "A's reconstruction (map ignored)"))]
         tables.append(Table(f"Layout edits read back by the segmenter vs B's map: {layout['pairs']} ordered pairs of "
                             f"{layout['scenes']} scenes", ["image", "mIoU ↑", "pixel acc ↑"], rows))
-    text = result.get("text", {})
-    for mode, scores in text.get("modes", {}).items():
-        rows = [[style] + [_fmt(vals[k], spec) for k, _, spec in TEXT_COLUMNS] for style, vals in
-                scores["per_style"].items()]
+    tables += text_tables(result.get("text", {}))
+    return tables
+
+
+def _cells(vals: dict[str, Any], columns: tuple) -> list[str]:
+    return [_fmt(vals[k], spec) if vals.get(k) is not None else "–" for k, _, spec in columns]
+
+
+def text_tables(text: dict[str, Any]) -> list[Table]:
+    """Text edits: per edit setting, the trained style prompts against the ground truth, then unseen wordings and
+    the shuffled-prompt control; one table of the layout kept and the "ocean" edit over the settings."""
+    tables = []
+    modes = text.get("modes", {})
+    for mode, scores in modes.items():
+        rows = [[style] + _cells(vals, TEXT_COLUMNS) for style, vals in scores["per_style"].items()]
         if scores["all"]["pairs"]:
-            rows.append(["all"] + [_fmt(scores["all"][k], spec) for k, _, spec in TEXT_COLUMNS])
+            rows.append(["all"] + _cells(scores["all"], TEXT_COLUMNS))
         tables.append(Table(f"Text edits vs ground truth: {mode}; {text['scenes']} scenes, "
                             f"{text['same_style_pairs_left_out']} same-style pairs left out",
                             ["style"] + [label for _, label, _ in TEXT_COLUMNS], rows))
+    for mode, scores in modes.items():
+        if "unseen" not in scores and "shuffled" not in scores:
+            continue  # a result from before these measures
+        rows, notes = [], []
+        if scores["all"]["pairs"]:
+            rows.append(["trained prompts, all styles"] + _cells(scores["all"], PROMPT_COLUMNS))
+        unseen = scores.get("unseen", {})
+        if "skipped" in unseen:
+            notes.append(f"unseen wordings: skipped: {unseen['skipped']}")
+        elif unseen:
+            if unseen["trained"]["pairs"] != scores["all"]["pairs"]:  # some styles have no unseen wording
+                rows.append(["trained prompts, same pairs as below"] + _cells(unseen["trained"], PROMPT_COLUMNS))
+            rows += [[f'"{prompt}" ({vals["style"]})'] + _cells(vals, PROMPT_COLUMNS)
+                     for prompt, vals in unseen["per_prompt"].items()]
+            rows.append(["unseen wordings, all"] + _cells(unseen["all"], PROMPT_COLUMNS))
+            if unseen.get("ratio") is not None:
+                notes.append(f"unseen / trained mean L2 improvement: {unseen['ratio']:.2f} (target ≥ "
+                             f"{unseen['target']:g})")
+            elif unseen.get("ratio_note"):
+                notes.append(f"unseen / trained: {unseen['ratio_note']}")
+        shuffled = scores.get("shuffled", {})
+        if "skipped" in shuffled:
+            notes.append(f"shuffled prompts: skipped: {shuffled['skipped']}")
+        elif shuffled:
+            rows.append(["shuffled prompts (control)"] + _cells(shuffled["all"], PROMPT_COLUMNS))
+            pairs = ", ".join(f"{a} → {b}" for a, b in (text.get("shuffled_prompts") or {}).items())
+            notes.append(f"shuffled prompts: each pair edited with another style's prompt ({pairs}), scored against "
+                         "its own style's ground truth; matched prompts should do clearly better")
+        if text.get("combined_prompts"):
+            notes.append(f"combined prompts: {text['combined_prompts']}")
+        if rows or notes:
+            tables.append(Table(f"Text edits, prompt wordings vs ground truth: {mode}", ["prompts"] +
+                                [label for _, label, _ in PROMPT_COLUMNS], rows, notes))
+    rows, notes = [], []
+    for mode, scores in modes.items():
+        layout, ocean = scores.get("layout"), scores.get("ocean")
+        if layout is None and ocean is None:
+            continue
+        cells = [mode]
+        if layout and "skipped" not in layout:
+            cells += [_fmt(layout["miou"], ".3f"), _fmt(layout["pixel_acc"], ".3f"), str(layout["pairs"])]
+        else:
+            cells += ["n/a"] * 3
+            if layout and f"layout: {layout['skipped']}" not in notes:
+                notes.append(f"layout: {layout['skipped']}")
+        if ocean and "skipped" not in ocean:
+            cells += [_fmt(ocean["rise"], ".2f"), _fmt(ocean["water_recon"], ".3f"), _fmt(ocean["water_edit"], ".3f"),
+                      str(ocean["scenes"])]
+        else:
+            cells += ["n/a"] * 4
+            if ocean and f'"ocean": {ocean["skipped"]}' not in notes:
+                notes.append(f'"ocean": {ocean["skipped"]}')
+        rows.append(cells)
+    if rows:
+        targets = text.get("targets", {})
+        notes = [f"layout: the segmenter's map of each trained-prompt edit vs its map of the reconstruction (mIoU "
+                 f"over all edited pairs; target ≥ {targets.get('layout_miou', 0.7):g}); \"ocean\": validation "
+                 f"scenes without sea, share whose water pixel fraction (sea + water + river) rises (target ≥ "
+                 f"{targets.get('ocean_rise', 0.8):g}), and the mean fractions"] + notes
+        tables.append(Table("Text edits: layout kept and \"ocean\"",
+                            ["setting", "layout mIoU ↑", "layout pixel acc ↑", "pairs", "ocean: water rises ↑",
+                             "water recon", "water edit", "scenes"], rows, notes))
     return tables
 
 

@@ -149,9 +149,9 @@ def test_bundle_json_has_every_value_and_setting(cli, scenes, bundle, tmp_path):
 def test_text_edits_are_scored_against_their_own_ground_truth(scenes, bundle, monkeypatch):
     """With the edit replaced by the unedited reconstruction, the edit is never closer and gains nothing; the
     pairs are (scene, style) with the scene's own style left out, as metadata.jsonl says."""
-    from bgedit_cli.pipelines import evaluate as ev
+    from bgedit_cli.pipelines import evaluate as ev, evaluate_text
 
-    monkeypatch.setattr(ev, "text_edit", lambda G, inv, *a, **k: inv.images.float())
+    monkeypatch.setattr(evaluate_text, "text_edit", lambda G, inv, *a, **k: inv.images.float())
     out = ev.evaluate_bundle(ev.EvalOptions(data=scenes, model=bundle, metrics=("l2",), steps=1, device="cpu",
                                             variants=("proposed",), mixing_scenes=0)).result
     own = {json.loads(line)["file"]: json.loads(line)["style"]["name"]
@@ -162,6 +162,11 @@ def test_text_edits_are_scored_against_their_own_ground_truth(scenes, bundle, mo
         assert {s: v["pairs"] for s, v in mode["per_style"].items()} == {s: n for s, n in expected.items() if n}
         assert mode["all"]["closer"] == 0 and mode["all"]["clip_gain"] == pytest.approx(0, abs=1e-6)
         assert mode["all"]["l2_edit"] == pytest.approx(mode["all"]["l2_recon"])
+        assert mode["all"]["improvement"] == pytest.approx(0, abs=1e-7)
+        # The edit is the reconstruction: the segmenter reads the same map; no wording or control does anything.
+        assert mode["layout"]["miou"] == pytest.approx(1.0) and mode["layout"]["pairs"] == mode["all"]["pairs"]
+        assert mode["unseen"]["all"]["closer"] == 0 and mode["shuffled"]["all"]["closer"] == 0
+        assert mode["unseen"]["ratio"] is None and "not positive" in mode["unseen"]["ratio_note"]
     assert out["text"]["same_style_pairs_left_out"] == 2 * len(names) - sum(expected.values())
     assert out["mixing"] == {"skipped": "--mixing-scenes 0 (needs 2 or more)"}
 

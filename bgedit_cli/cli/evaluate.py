@@ -36,6 +36,8 @@ def evaluate(
     batch_size: BatchOpt = 8,
     seed: Annotated[int, typer.Option("--seed", help="seed of KID subsets, SWD and text-edit eps")] = 0,
     inversion: InversionOpt = None,
+    text: Annotated[Optional[Path], typer.Option(
+        "--text", help="text model to score instead of the bundle's text.safetensors (to compare two)")] = None,
     inception: Annotated[Optional[Path], typer.Option("--inception", help="weights-inception-2015-12-05-6726825d.pth "
                                                       "for FID/KID")] = None,
     alexnet: Annotated[Optional[Path], typer.Option("--alexnet", help="alexnet-owt-7be5be79.pth for LPIPS")] = None,
@@ -64,7 +66,7 @@ def evaluate(
         raise InputError("give --data DIR (evaluate a bundle) or both --real DIR and --fake DIR (two folders).")
     opts = EvalOptions(metrics=parse_names(metrics, METRICS, "--metrics"), batch_size=batch_size, device=device,
                        seed=seed, inception=inception, alexnet=alexnet, clip=clip, model=model,
-                       figures=report is not None, data=data, split=split, inversion=inversion, steps=steps,
+                       figures=report is not None, data=data, split=split, inversion=inversion, text=text, steps=steps,
                        limit=limit, mixing_scenes=mixing_scenes, real=real, fake=fake, paired=paired,
                        resolution=resolution,
                        variants=None if variants is None else parse_names(variants, VARIANTS, "--variants"))

@@ -19,13 +19,15 @@ Per variant (one row of the paper's Table 1):
   (`metrics.swd`, x 1e3, the mean over pyramid levels);
 - with `DATA/mixing/validation/` ground truth: `evaluate_mixing.mixing_scores` (style and content mixing next to
   the trivial answers).
-With `DATA/textedit/validation/{scene}__{style}.png` ground truth and `BUNDLE/text.safetensors`: every ground-truth
-scene is inverted (the proposed variant, else the baseline) and edited toward each trained prompt that is a
-synthetic style name (alpha and strength from the text model, eps from `seed`). Pairs whose style is the scene's
-own (`metadata.jsonl`) are left out. Per style and overall: `closer` (fraction of pairs where the edit's L2 to the
-ground truth is below the unedited reconstruction's), both mean L2s, `clip_gain` (mean rise of the CLIP cosine
-between image and prompt) and `clip_rise` (fraction of pairs where it rose). With a Text Encoder the same again
-with alpha = 1 (the mapper alone), the comparison of the paper's Fig. 8.
+With `DATA/textedit/validation/{scene}__{style}.png` ground truth and a text model (`BUNDLE/text.safetensors`, or
+`text`): `evaluate_text.text_result`. Every ground-truth scene is inverted (the proposed variant, else the
+baseline) and edited toward each trained prompt that is a synthetic style name (alpha and strength from the text
+model, eps from `seed`); pairs whose style is the scene's own (`metadata.jsonl`) are left out. Per edit setting
+(the model's alpha; with a Text Encoder also alpha = 1, the mapper alone, the comparison of the paper's Fig. 8):
+`closer`, both mean L2s, `improvement`, `clip_gain` and `clip_rise` per style and overall; the layout kept (mIoU of
+the segmenter's maps of edit vs reconstruction); "ocean" on the first `ocean_scenes` validation scenes without
+sea (share whose water fraction rises); unseen wordings of the styles and a shuffled-prompt control against the
+same ground truth.
 
 Folder mode (`real`, `fake`): every image of both folders, resized and centre-cropped to `resolution` (default:
 the shorter side of the first fake image, by name) with `bgedit_cli.io`'s rule; distribution metrics on all of
@@ -51,7 +53,7 @@ from torch.utils.data import Subset
 
 from bgedit_cli import __version__
 from bgedit_cli.bundle import BUNDLE_FILES, resolve_bundle
-from bgedit_cli.checkpoint import file_sha256, load_network, read_header
+from bgedit_cli.checkpoint import file_sha256, read_header
 from bgedit_cli.data.ade20k import ADE20KDataset
 from bgedit_cli.data.synth import STYLE_NAMES
 from bgedit_cli.errors import CheckpointError, InputError
@@ -61,11 +63,12 @@ from bgedit_cli.losses.lpips import MIN_SIZE as LPIPS_MIN_SIZE, build_lpips
 from bgedit_cli.losses.weights import MissingWeightsError
 from bgedit_cli.metrics.distribution import KID_SCALE, MetricResult, fd_clip, inception_metrics
 from bgedit_cli.metrics.features import clip_features, find_inception
-from bgedit_cli.metrics.pairwise import l2, ms_ssim_label, pairwise_metrics
+from bgedit_cli.metrics.pairwise import ms_ssim_label, pairwise_metrics
 from bgedit_cli.metrics.swd import SWD_SCALE, SWDReference, SWDSettings
 from bgedit_cli.nn.inversion import VARIANTS
-from bgedit_cli.pipelines.evaluate_mixing import MIX_NAME, layout_scores, mixing_scores, reconstruction_scores
-from bgedit_cli.pipelines.invert import load_item, run_inversion
+from bgedit_cli.pipelines.evaluate_mixing import layout_scores, mixing_scores, reconstruction_scores
+from bgedit_cli.pipelines.evaluate_text import (OCEAN_SCENES, invert_files as _invert_files, load_text_model,
+                                                take as _take, text_alphas, text_result)
 from bgedit_cli.pipelines.mix import edit_layout, mix_content, mix_style
 from bgedit_cli.pipelines.models import Models, load_clip, load_models
 from bgedit_cli.pipelines.text_edit import text_edit
@@ -106,6 +109,8 @@ class EvalOptions:
     split: str = "validation"
     variants: tuple[str, ...] | None = None  # None: every variant the bundle has
     inversion: Path | None = None  # scored instead of the bundle's file of its variant
+    text: Path | None = None  # text model scored instead of BUNDLE/text.safetensors
+    ocean_scenes: int = OCEAN_SCENES  # validation scenes without sea edited with "ocean" (text section)
     steps: int = 5
     limit: int | None = None
     mixing_scenes: int = 8
@@ -377,37 +382,6 @@ def _reconstruct(m: Models, dataset: ADE20KDataset, num: int, opts: EvalOptions,
     return scores, torch.cat(inputs), torch.cat(finals), shown
 
 
-def _invert_files(m: Models, images: Sequence[Path], segs: Sequence[Path | None], steps: int, batch_size: int
-                  ) -> tuple[Inversion, torch.Tensor | None]:
-    """Invert image files (maps where given, else predicted): (Inversion on the CPU, ids [N, R, R] or None)."""
-    invs, ids = [], []
-    for start in range(0, len(images), batch_size):
-        items = [load_item(m, p, s) for p, s in zip(images[start:start + batch_size], segs[start:start + batch_size])]
-        inv, seg = run_inversion(m, torch.stack([i[0] for i in items]), [i[1] for i in items],
-                                 list(images[start:start + batch_size]), steps)
-        invs.append(inv)
-        ids.append(seg)
-    return Inversion.cat(invs), None if ids[0] is None else torch.cat(ids)
-
-
-def _take(inv: Inversion, index: Sequence[int], device: torch.device) -> Inversion:
-    idx = torch.tensor(list(index), dtype=torch.long)
-    return inv.apply(lambda x: x[idx]).to(device)
-
-
-def _scene_data(root: Path) -> tuple[dict[str, str], str | None]:
-    """{scene: its own style name} from metadata.jsonl (synthetic data), and where it came from (None: absent)."""
-    for path in (root / "metadata.jsonl", root.parent / "metadata.jsonl"):
-        if path.is_file():
-            own = {}
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    own[rec["file"]] = rec.get("style", {}).get("name")
-            return own, str(path)
-    return {}, None
-
-
 def evaluate_bundle(opts: EvalOptions, progress: Progress | None = None) -> Evaluation:
     """Bundle mode (module doc)."""
     seconds: dict[str, float] = {}
@@ -427,7 +401,7 @@ def evaluate_bundle(opts: EvalOptions, progress: Progress | None = None) -> Eval
                             require_seg=any(m.net.uses_seg for m in models.values()))
     num = len(dataset) if opts.limit is None else min(opts.limit, len(dataset))
     text_variant = "proposed" if "proposed" in models else next(iter(models))
-    text = _text_model(bundle, models[text_variant], opts)
+    text = load_text_model(bundle, models[text_variant], opts.clip, opts.text)
     nets = metric_networks(opts, bundle, device, r)
 
     # Reconstruction, pairwise and distribution metrics per variant.
@@ -479,7 +453,8 @@ def evaluate_bundle(opts: EvalOptions, progress: Progress | None = None) -> Eval
 
     # Text edits against the synthetic ground truth.
     t = time.perf_counter()
-    text_result = _text_result(text, models[text_variant], root, opts)
+    text_scores = text_result(text, models[text_variant], root, steps=opts.steps, batch_size=opts.batch_size,
+                              seed=opts.seed, ocean_scenes=opts.ocean_scenes, progress=progress)
     seconds["text"] = time.perf_counter() - t
 
     settings = {"mode": "bundle", "data": str(Path(opts.data).resolve()), "split": opts.split,
@@ -496,7 +471,7 @@ def evaluate_bundle(opts: EvalOptions, progress: Progress | None = None) -> Eval
         settings["weights"]["text_clip"] = {"file": text["clip"].name, "sha256": text["clip"].sha256}
     result = {"settings": settings, "notes": notes, "rows": list(rows),
               "metrics": {v: {k: res.to_dict() for k, res in row.items()} for v, row in rows.items()},
-              "reconstruction": recon, "mixing": mixing, "layout": layout, "text": text_result, "seconds": seconds}
+              "reconstruction": recon, "mixing": mixing, "layout": layout, "text": text_scores, "seconds": seconds}
     ev = Evaluation(result=result, images=images)
     if opts.figures:
         t = time.perf_counter()
@@ -504,100 +479,6 @@ def evaluate_bundle(opts: EvalOptions, progress: Progress | None = None) -> Eval
         seconds["figures"] = time.perf_counter() - t
     result["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     return ev
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Text edits.
-
-
-def _text_model(bundle: Path, m: Models, opts: EvalOptions) -> dict[str, Any]:
-    """The bundle's text model and the CLIP it was trained with (checked), or why there is none."""
-    path = bundle / BUNDLE_FILES["text"]
-    if not path.is_file():
-        return {"editor": None, "reason": f"no {path} (train one with `bgedit train text`)"}
-    editor = load_network(path, "text", m.device).eval()
-    editor.check_generator(m.generator, m.generator_sha256)
-    clip_file = None if (bundle / BUNDLE_FILES["clip"]).is_file() else opts.clip
-    try:
-        encoder = load_clip(bundle, clip_file, m.device)
-    except MissingWeightsError as exc:
-        return {"editor": None, "reason": f"the text model's CLIP is missing: {_one_line(exc)}"}
-    editor.check_clip(encoder)
-    return {"editor": editor, "clip": encoder, "path": path, "reason": None}
-
-
-def _text_alphas(editor) -> dict[str, float | None]:
-    """Edit settings to score: the model's own alpha and, with a Text Encoder, alpha = 1 (the mapper alone)."""
-    if editor.text_encoder is None:
-        return {"mapper (no Text Encoder)": None}
-    return {f"mapper + Text Encoder (alpha {editor.cfg.alpha:g})": None, "mapper only (alpha 1)": 1.0}
-
-
-def _text_result(text: dict[str, Any], m: Models, root: Path, opts: EvalOptions) -> dict[str, Any]:
-    if text["editor"] is None:
-        return {"skipped": text["reason"]}
-    editor = text["editor"]
-    folder = root / "textedit" / "validation"
-    if not folder.is_dir():
-        return {"skipped": "no DATA/textedit/validation ground truth (synthetic data only)"}
-    styles = [p for p in editor.cfg.prompts if p in STYLE_NAMES]
-    if not styles:
-        return {"skipped": f"no trained prompt is a synthetic style name ({', '.join(STYLE_NAMES)}); trained: "
-                           f"{', '.join(editor.cfg.prompts)}"}
-    found = [MIX_NAME.match(p.name) for p in sorted(folder.iterdir())]
-    scenes = sorted({f.group("a") for f in found if f and f.group("b") in styles})
-    if not scenes:
-        return {"skipped": f"{folder}: no {{scene}}__{{style}}.png for the trained styles {', '.join(styles)}"}
-    own, metadata = _scene_data(root)
-    return text_edit_scores(m, editor, text["clip"], root, scenes, styles, own, steps=opts.steps,
-                            batch_size=opts.batch_size, seed=opts.seed) | {"metadata": metadata}
-
-
-@torch.no_grad()
-def text_edit_scores(m: Models, editor, encoder, root: Path, scenes: Sequence[str], styles: Sequence[str],
-                     own: dict[str, str], *, steps: int, batch_size: int, seed: int) -> dict[str, Any]:
-    """Edits toward each style against `ROOT/textedit/validation/{scene}__{style}.png` (module doc)."""
-    r, device, folder = m.resolution, m.device, root / "textedit" / "validation"
-    inv, _ = _invert_files(m, [root / "images" / "validation" / f"{s}.png" for s in scenes],
-                           [root / "annotations" / "validation" / f"{s}.png" for s in scenes], steps, batch_size)
-    embs = encoder.encode_text(list(styles))  # (S, D)
-    out: dict[str, Any] = {"scenes": len(scenes), "styles": list(styles), "seed": seed, "strength":
-                           editor.cfg.strength, "same_style_pairs_left_out": 0, "modes": {}}
-    for mode, alpha in _text_alphas(editor).items():
-        per_style: dict[str, dict[str, float]] = {}
-        totals: dict[str, list[torch.Tensor]] = {"closer": [], "l2_edit": [], "l2_recon": [], "clip_gain": []}
-        left_out = 0
-        for si, style in enumerate(styles):
-            keep = [i for i, s in enumerate(scenes) if (folder / f"{s}__{style}.png").is_file()]
-            left_out += sum(own.get(scenes[i]) == style for i in keep)
-            keep = [i for i in keep if own.get(scenes[i]) != style]
-            vals: dict[str, list[torch.Tensor]] = {k: [] for k in totals}
-            for start in range(0, len(keep), batch_size):
-                idx = keep[start:start + batch_size]
-                sub = _take(inv, idx, device)
-                edit = text_edit(m.generator, sub, editor, embs[si:si + 1], alpha=alpha, seed=seed).float()
-                recon = sub.images.float()
-                gt = torch.stack([load_image(folder / f"{scenes[i]}__{style}.png", r) for i in idx]).to(device)
-                d_edit, d_recon = l2(edit, gt).cpu(), l2(recon, gt).cpu()
-                emb = embs[si:si + 1].t()
-                gain = (encoder.encode_image(edit) @ emb - encoder.encode_image(recon) @ emb)[:, 0].cpu()
-                for k, x in (("closer", (d_edit < d_recon).float()), ("l2_edit", d_edit), ("l2_recon", d_recon),
-                             ("clip_gain", gain)):
-                    vals[k].append(x)
-                    totals[k].append(x)
-            if keep:
-                per_style[style] = _text_summary(vals)
-        out["same_style_pairs_left_out"] = left_out
-        out["modes"][mode] = {"alpha": editor.cfg.alpha if alpha is None else alpha, "per_style": per_style,
-                              "all": _text_summary(totals) if totals["closer"] else {"pairs": 0}}
-    return out
-
-
-def _text_summary(vals: dict[str, list[torch.Tensor]]) -> dict[str, float]:
-    v = {k: torch.cat(x).double() for k, x in vals.items()}
-    return {"pairs": int(v["closer"].numel()), "closer": float(v["closer"].mean()),
-            "l2_edit": float(v["l2_edit"].mean()), "l2_recon": float(v["l2_recon"].mean()),
-            "clip_gain": float(v["clip_gain"].mean()), "clip_rise": float((v["clip_gain"] > 0).double().mean())}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -702,7 +583,7 @@ def _bundle_figures(models: dict[str, Models], shown: dict[str, list[torch.Tenso
         inv = invs[text_variant][0].to(m.device)
         prompts = list(editor.cfg.prompts[:FIGURE_PROMPTS])
         embs = text["clip"].encode_text(prompts)
-        for mode, alpha in _text_alphas(editor).items():
+        for mode, alpha in text_alphas(editor).items():
             edits = [text_edit(m.generator, inv, editor, embs[p:p + 1], alpha=alpha, seed=opts.seed).float().cpu()
                      for p in range(len(prompts))]
             key = "text_edit" if alpha is None else "text_edit_mapper_only"
