@@ -22,8 +22,10 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q -m "" -n 2
 
+# The shipped demo bundle (models/demo) on held-out scenes; installs it as the default bundle unless one exists.
+# FORCE=1 replaces an existing default bundle; DEMO_ARGS="--update-docs" refreshes the pictures in docs/demo/.
 demo: setup
-	$(BIN)/python scripts/demo.py
+	$(if $(FORCE),DEMO_FORCE_INSTALL=1 )$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 # The demo bundle from nothing, stage by stage (hours on a CPU); run it again to continue where it stopped.
 demo-train: setup

@@ -46,6 +46,10 @@ def resolve_bundle(model: Path | None) -> Path:
 def bundle_file(bundle: Path, name: str, *, must_exist: bool = True, override: Path | None = None) -> Path:
     """Path of network `name` in the bundle (or `override`); a missing file is a clear error."""
     path = Path(override) if override is not None else Path(bundle) / BUNDLE_FILES[name]
+    if must_exist and not path.is_file() and override is None and not Path(bundle).exists() \
+            and Path(bundle) == default_bundle():
+        raise CheckpointError(f"{bundle}: no default model bundle. Install one with `bgedit bundle install DIR` "
+                              "(`make demo` installs the demo bundle, models/demo) or pass --model DIR.")
     if must_exist and not path.is_file():
         stage = name.split("-")[0]
         raise CheckpointError(

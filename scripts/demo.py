@@ -1,11 +1,24 @@
-"""The offline demo (`make demo`): runs the main jobs end to end and writes everything under out/demo/.
+"""The offline demo (`make demo`): the shipped demo bundle (models/demo) on held-out synthetic scenes.
 
-Each step is a `bgedit` command run in-process (one Python start-up for the whole demo); the exact commands
-are echoed so they can be copied into a shell.
+    python scripts/demo.py [--bundle DIR] [--update-docs]      # `make demo`, `make demo FORCE=1`
+
+1. Installs the bundle as the default one (`bgedit bundle install`), unless a default bundle already exists:
+   then every command gets `--model BUNDLE` instead (DEMO_FORCE_INSTALL=1 / `make demo FORCE=1` replaces it).
+2. Renders 24 held-out scenes (seed 777; the bundle was trained on seed 0) with `bgedit data synth`.
+3. Samples the generator, inverts scenes (and a real photo from $DEMO_PHOTO or ../shared/fixtures, if any),
+   mixes style and content, edits the layout from a new map, restyles from text, and evaluates the bundle.
+4. Prints each step's time and, at the end, a summary: step times, the evaluation's numbers, the report's path.
+
+Each step is a `bgedit` command run in-process (one Python start-up for the whole demo); the exact commands are
+echoed so they can be copied into a shell. Everything is written under out/demo/; `--update-docs` also puts the
+pictures README.md shows into docs/demo/. About a minute on 2 CPU cores (the evaluation takes most of it).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import shlex
 import sys
 import time
@@ -14,67 +27,301 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 OUT = REPO / "out" / "demo"
+DOCS = REPO / "docs" / "demo"
+# Networks the demo's commands need; the baseline inversion network is optional (evaluate compares it if present).
+NEEDED = ("generator", "segmenter", "inversion", "clip", "text")
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".webp")
 
 
-def bgedit(*args: object) -> None:
-    from typer.testing import CliRunner
-
-    from bgedit_cli.cli.app import app
-
-    argv = [str(a) for a in args]
-    print("$ bgedit " + " ".join(shlex.quote(a) for a in argv), flush=True)
-    t = time.time()
-    res = CliRunner().invoke(app, argv)
-    sys.stdout.write(res.stdout)
-    sys.stderr.write(res.stderr)
-    if res.exit_code != 0:
-        sys.exit(f"demo step failed (exit {res.exit_code})")
-    print(f"  ({time.time() - t:.1f} s)", flush=True)
+class DemoError(Exception):
+    """Stops the demo with one message (no traceback)."""
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    # 1. Import public-format StyleGAN2 checkpoints and sample them.
+class Demo:
+    def __init__(self, console) -> None:
+        self.console = console
+        self.steps: list[tuple[str, float, str]] = []
+        self.model: list[str] = []  # ["--model", BUNDLE] when the bundle is not the default one
+
+    def run(self, title: str, *args: object, show_stdout: bool = True, may_fail: bool = False):
+        """Echo `$ bgedit ARGS`, run it in-process, print its output and time; stop the demo if it fails."""
+        from typer.testing import CliRunner
+
+        from bgedit_cli.cli.app import app
+
+        argv = [str(a) for a in args]
+        self.console.print(f"\n[bold]{title}[/]", highlight=False)
+        self.console.print("$ bgedit " + " ".join(shlex.quote(_short(a)) for a in argv), markup=False,
+                           highlight=False)
+        t = time.perf_counter()
+        res = CliRunner().invoke(app, argv)
+        seconds = time.perf_counter() - t
+        if show_stdout:
+            sys.stdout.write(res.stdout)
+        sys.stderr.write(res.stderr)
+        if res.exception is not None and not isinstance(res.exception, SystemExit):
+            raise res.exception  # a bug, not a user error: keep its traceback
+        ok = res.exit_code == 0
+        self.steps.append((title, seconds, "ok" if ok else f"failed (exit {res.exit_code})"))
+        self.console.print(f"  [dim]{seconds:.1f} s[/]", highlight=False)
+        if not ok and not may_fail:
+            raise DemoError(f"step '{title}' failed (exit {res.exit_code}); see the Error line above.")
+        return res
+
+
+def _short(arg: str) -> str:
+    """Paths inside the repository are echoed relative to it (the demo runs from the repository root)."""
+    try:
+        return str(Path(arg).relative_to(REPO)) if Path(arg).is_absolute() else arg
+    except ValueError:
+        return arg
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Steps.
+
+
+def check_bundle(bundle: Path) -> None:
+    if not bundle.is_dir():
+        raise DemoError(f"no model bundle at {bundle}. Train the demo bundle with `make demo-train` or give "
+                        "--bundle DIR.")
+    missing = [f"{name}.safetensors" for name in NEEDED if not (bundle / f"{name}.safetensors").is_file()]
+    if missing:
+        raise DemoError(f"the bundle {_short(str(bundle))} is not complete: {', '.join(missing)} "
+                        f"{'is' if len(missing) == 1 else 'are'} missing. Train the missing stages with "
+                        "`make demo-train` (hours on a CPU; run it again to continue) or give --bundle DIR of a "
+                        f"complete bundle (see {_short(str(bundle / 'MODEL_CARD.md'))}).")
+
+
+def install_default(demo: Demo, bundle: Path, force: bool) -> None:
+    """Install the bundle as the default one, or use --model when another default exists."""
+    from bgedit_cli.bundle import default_bundle
+
+    default = default_bundle()
+    exists = default.exists() or default.is_symlink()
+    same = default.is_symlink() and Path(os.path.realpath(default)) == Path(os.path.realpath(bundle))
+    if exists and not same and not force:
+        what = f"a link to {os.readlink(default)}" if default.is_symlink() else "a folder"
+        demo.console.print(f"\nA default bundle already exists at {default} ({what}), so this demo passes "
+                           f"--model {_short(str(bundle))} to every command. `make demo FORCE=1` (or "
+                           "DEMO_FORCE_INSTALL=1) installs the demo bundle as the default instead.",
+                           highlight=False, markup=False)
+        demo.model = ["--model", bundle]
+        return
+    demo.run("Install the bundle as the default one", "bundle", "install", bundle, *(["--force"] if force else []))
+
+
+def pick_scenes(data: Path) -> dict[str, str]:
+    """A and B with different looks (for the mixes), C with other water than A (its map is A's new layout)."""
+    rows = [json.loads(line) for line in (data / "metadata.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r["split"] == "validation"]
+    a = next((r for r in rows if r["style"]["name"] == "day"), rows[0])  # a text edit shows best on a day scene
+    others = [r for r in rows if r is not a]
+    looks = [r for r in others if r["style"]["name"] != a["style"]["name"]] or others
+    b = next((r for r in looks if r["style"]["name"] in ("sunset", "night", "snow")), looks[0])
+    others = [r for r in others if r is not b]
+    c = next((r for r in others if r["content"]["water"] != a["content"]["water"]), others[0])
+    d = next(r for r in others if r is not c)
+    return {"A": a["file"], "B": b["file"], "C": c["file"], "D": d["file"]}
+
+
+def find_photo() -> Path | None:
+    env = os.environ.get("DEMO_PHOTO")
+    if env:
+        return Path(os.path.abspath(Path(env).expanduser()))
     if FIXTURES.is_dir():
-        for name, src in [("rosinality", FIXTURES / "rosinality" / "rosinality_g_ema.pt"),
-                          ("nvidia", FIXTURES / "nvidia" / "network-snapshot-000000.pkl")]:
-            ckpt = OUT / f"{name}.safetensors"
-            bgedit("convert", src, ckpt, "--force")
-            bgedit("info", ckpt)
-            bgedit("generate", ckpt, "--seeds", "0-7", "--truncation", "0.7", "--out", OUT / f"{name}-samples",
-                   "--force")
-    else:
-        print(f"(skipping the import step: no fixtures at {FIXTURES})")
+        photos = sorted(p for p in FIXTURES.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+        if photos:
+            return photos[0]
+    return None
 
-    # 2. The whole chain at test size (minutes on a CPU): synthetic scenes -> train every stage -> invert -> mix.
-    #    Swap --preset tiny for demo (64 px) or paper-256 and raise --steps for real results (docs/).
-    data, bundle, inv = OUT / "synth", OUT / "bundle", OUT / "inverted"
-    bgedit("data", "synth", "--out", data, "--num", 64, "--resolution", 32, "--seed", 0, "--mixing-pairs", 4,
-           "--force", "--quiet")
-    bgedit("train", "segmenter", "--data", data, "--model", bundle, "--preset", "tiny", "--steps", 40,
-           "--force", "--quiet")
-    bgedit("train", "generator", "--data", data, "--model", bundle, "--preset", "tiny", "--steps", 40,
-           "--force", "--quiet")
-    bgedit("generate", bundle / "generator.safetensors", "--seeds", "0-7", "--out", OUT / "tiny-samples", "--force",
-           "--quiet")
-    bgedit("train", "inversion", "--data", data, "--model", bundle, "--preset", "tiny", "--steps", 20,
-           "--force", "--quiet")
-    scenes = sorted((data / "images" / "validation").glob("*.png"))[:2]
-    bgedit("invert", *scenes, "--model", bundle, "--out", inv, "--save-seg", "--force", "--quiet")
-    a, b = (inv / f"{p.stem}.latent.safetensors" for p in scenes)
-    bgedit("mix-style", a, b, "--model", bundle, "--out", OUT / "mix-style.png", "--force", "--quiet")
-    bgedit("mix-content", a, b, "--model", bundle, "--out", OUT / "mix-content.png", "--force", "--quiet")
 
-    # 3. Text editing: a small CLIP on the scenes' captions, the mapper + Text Encoder, an edit from a prompt.
-    bgedit("train", "clip", "--data", data, "--model", bundle, "--preset", "tiny", "--steps", 20, "--force",
-           "--quiet")
-    bgedit("train", "text", "--data", data, "--model", bundle, "--preset", "tiny", "--steps", 10,
-           "--prompts", "snow,night,ocean", "--force", "--quiet")
-    bgedit("text-edit", a, "snow", "--model", bundle, "--out-dir", OUT / "text-edit", "--samples", 2, "--force",
-           "--quiet")
-    bgedit("doctor")
-    print(f"Demo outputs are in {OUT}")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", type=Path, default=REPO / "models" / "demo",
+                        help="the model bundle to demonstrate (default: models/demo)")
+    parser.add_argument("--update-docs", action="store_true", help="also copy the pictures into docs/demo/")
+    args = parser.parse_args(argv)
+
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    demo = Demo(console)
+    bundle = Path(os.path.abspath(args.bundle.expanduser()))
+    photo = find_photo()
+    force = os.environ.get("DEMO_FORCE_INSTALL", "") not in ("", "0")
+    os.chdir(REPO)  # the echoed commands name paths relative to the repository root
+    start = time.perf_counter()
+    try:
+        check_bundle(bundle)
+        run_steps(demo, bundle, force, photo)
+        if args.update_docs:
+            update_docs(console)
+    except DemoError as exc:
+        console.print(f"[red]Demo stopped:[/] {exc}", highlight=False)
+        return 1
+    summary(demo, time.perf_counter() - start)
+    return 0
+
+
+def run_steps(demo: Demo, bundle: Path, force: bool, photo: Path | None) -> None:
+    install_default(demo, bundle, force)
+    m = demo.model
+    data = OUT / "scenes"
+    demo.run("Render 24 held-out scenes", "data", "synth", "--out", data, "--num", 24, "--resolution", 64,
+             "--seed", 777, "--val-fraction", 1, "--mixing-pairs", 8, "--force")
+    demo.run("Sample the generator (seeds 0-15)", "generate", *m[1:], "--seeds", "0-15", "--out", OUT / "generate",
+             "--force")
+
+    s = pick_scenes(data)
+    img = {k: data / "images" / "validation" / f"{v}.png" for k, v in s.items()}
+    inv = OUT / "invert"
+    demo.run("Invert four scenes (segmenter predicts their maps)", "invert", *(img[k] for k in "ABCD"), *m,
+             "--out", inv, "--save-seg", "--force")
+    if photo is not None:
+        demo.run(f"Invert a photo ({photo.name})", "invert", photo, *m, "--out", OUT / "photo", "--save-seg",
+                 "--force", may_fail=True)
+    lat = {k: inv / f"{v}.latent.safetensors" for k, v in s.items()}
+    demo.run("Mix style: A's layout in B's look", "mix-style", lat["A"], lat["B"], *m, "--out",
+             OUT / "mix-style.png", "--force")
+    demo.run("Mix content: A's look on B's layout", "mix-content", img["A"], img["B"], "--seg",
+             inv / f"{s['B']}.seg.png", *m, "--out", OUT / "mix-content.png", "--force")
+    new_map = data / "annotations" / "validation" / f"{s['C']}.png"
+    demo.run("Layout edit: A redrawn on a new map", "mix-content", lat["A"], "--seg", new_map, *m, "--out",
+             OUT / "layout-edit.png", "--force")
+    for prompt in ("snowy night", "ocean"):
+        demo.run(f'Text edit: "{prompt}"', "text-edit", lat["A"], prompt, *m, "--out-dir", OUT / "text-edit",
+                 "--force")
+    demo.console.print("\n[dim]The evaluation takes about half a minute: reconstructions, mixing and text edits "
+                       "against the scenes' ground truth.[/]", highlight=False)
+    res = demo.run("Evaluate the bundle on the held-out scenes", "evaluate", "--data", data, "--split",
+                   "validation", "--limit", 24, *m, "--report", OUT / "report", "--force", "--json",
+                   show_stdout=False)
+    (OUT / "evaluate.json").write_text(res.stdout)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pictures for README.md (docs/demo/*.png) and the summary.
+
+
+def update_docs(console) -> None:
+    """Compose the demo's outputs into the pictures README.md shows: docs/demo/{generate,invert,mixing,
+    text-edit}.png (64 px cells drawn at 2x)."""
+    import numpy as np
+    from PIL import Image
+
+    from bgedit_cli.io import colorize_seg, load_seg
+
+    def load(path: Path) -> np.ndarray:
+        return np.asarray(Image.open(path).convert("RGB"))
+
+    def grid(rows: list[list[np.ndarray]], scale: int = 2, gap: int = 2) -> Image.Image:
+        h, w = rows[0][0].shape[:2]
+        cols = max(len(r) for r in rows)
+        canvas = np.full((len(rows) * (h + gap) - gap, cols * (w + gap) - gap, 3), 255, np.uint8)
+        for i, row in enumerate(rows):
+            for j, cell in enumerate(row):
+                canvas[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = cell
+        pic = Image.fromarray(canvas)
+        return pic.resize((pic.width * scale, pic.height * scale), Image.NEAREST)
+
+    data, inv = OUT / "scenes", OUT / "invert"
+    scenes = pick_scenes(data)
+    img = {k: load(data / "images" / "validation" / f"{v}.png") for k, v in scenes.items()}
+    seg = {k: colorize_seg(load_seg(inv / f"{v}.seg.png")) for k, v in scenes.items()}
+    rec = {k: load(inv / f"{v}.png") for k, v in scenes.items()}
+    samples = [load(p) for p in sorted((OUT / "generate").glob("*.png"))[:16]]
+    new_map = colorize_seg(load_seg(data / "annotations" / "validation" / f"{scenes['C']}.png"))
+    text = [load(OUT / "text-edit" / f"{scenes['A']}.{slug}.png") for slug in ("snowy-night", "ocean")]
+    DOCS.mkdir(parents=True, exist_ok=True)
+    pictures = {
+        "generate.png": grid([samples[i:i + 8] for i in range(0, len(samples), 8)]),
+        "invert.png": grid([[img[k] for k in "ABCD"], [seg[k] for k in "ABCD"], [rec[k] for k in "ABCD"]]),
+        "mixing.png": grid([[img["A"], img["B"], load(OUT / "mix-style.png"), load(OUT / "mix-content.png"),
+                             new_map, load(OUT / "layout-edit.png")]]),
+        "text-edit.png": grid([[img["A"], rec["A"], *text]]),
+    }
+    for name, pic in pictures.items():
+        pic.save(DOCS / name)
+    console.print(f"\nUpdated the pictures in {_short(str(DOCS))}/: {', '.join(sorted(pictures))}.", highlight=False)
+
+
+def summary(demo: Demo, total: float) -> None:
+    """One screen: step times, the reconstruction scores, the editing scores against ground truth."""
+    from rich.table import Table
+
+    console = demo.console
+    table = Table(title=f"Demo steps: {total:.0f} s in all", title_justify="left")
+    table.add_column("step")
+    table.add_column("seconds", justify="right")
+    table.add_column("status")
+    for title, seconds, status in demo.steps:
+        table.add_row(title, f"{seconds:.1f}", status)
+    console.print()
+    console.print(table, markup=False)
+
+    result = json.loads((OUT / "evaluate.json").read_text())
+    metrics = {row: result["metrics"][row] for row in result.get("rows", []) if row in result.get("metrics", {})}
+    scores = {row: {n: (m.get(n) or {}) for n in METRIC_LABELS} for row, m in metrics.items()}
+    names = [n for n in METRIC_LABELS if any(s[n].get("value") is not None for s in scores.values())]
+    table = Table(title=f"Reconstruction of {result.get('settings', {}).get('limit') or 24} held-out scenes",
+                  title_justify="left")
+    table.add_column("variant")
+    for n in names:
+        table.add_column(METRIC_LABELS[n], justify="right")
+    for row, s in scores.items():
+        table.add_row(row, *(f"{s[n]['value']:{METRIC_FORMATS[n]}}" for n in names))
+    console.print(table)
+    missing: dict[str, list[str]] = {}  # weight file -> metrics it would give
+    for s in scores.values():
+        for n, score in s.items():
+            if score.get("value") is None and score.get("unavailable_reason"):
+                missing.setdefault(score["unavailable_reason"].split(" not found")[0], []).append(n)
+    for file, which in missing.items():
+        console.print(f"  {', '.join(METRIC_LABELS[n].split()[0] for n in dict.fromkeys(which))}: not computed "
+                      f"({file} missing; see `bgedit doctor`)", markup=False)
+    console.print(editing_table(result))
+    console.print(f"Outputs: {_short(str(OUT))}/   Report with figures: {_short(str(OUT / 'report' / 'index.html'))}",
+                  markup=False)
+
+
+METRIC_LABELS = {"l2": "L2 ↓", "lpips": "LPIPS ↓", "psnr": "PSNR ↑", "ms_ssim": "MS-SSIM ↑", "fid": "FID ↓",
+                 "kid": "KID ↓", "fd_clip": "FD_CLIP ↓", "swd": "SWD×10³ ↓"}
+METRIC_FORMATS = {"l2": ".4f", "lpips": ".3f", "psnr": ".2f", "ms_ssim": ".3f", "fid": ".2f", "kid": ".4f",
+                  "fd_clip": ".1f", "swd": ".1f"}
+TRIVIAL = ("input_a", "input_b", "recon_a", "recon_b")
+
+
+def editing_table(result: dict):
+    """Mixing, layout and text scores of the commands' defaults next to the best answer that does no editing."""
+    from rich.table import Table
+
+    table = Table(title="Editing vs the scenes' ground truth", title_justify="left")
+    for col, justify in (("task", "left"), ("proposed", "right"), ("baseline", "right"),
+                         ("no-edit answer", "right")):
+        table.add_column(col, justify=justify)
+    mixing = result.get("mixing", {})
+
+    def l2(section: dict, key: str) -> str:
+        value = (section.get(key) or {}).get("l2")
+        return "-" if value is None else f"{value:.4f}"
+
+    for task, method in (("style", "mix_style(delta_img=a)"), ("content", "mix_content(swap_deltas=seg)")):
+        proposed = mixing.get("proposed", {}).get(task, {})
+        baseline = mixing.get("baseline", {}).get(task, {})
+        trivial = [(v["l2"], k) for k, v in proposed.items() if k in TRIVIAL and v.get("l2") is not None]
+        best = f"{min(trivial)[0]:.4f} ({min(trivial)[1]})" if trivial else "-"
+        table.add_row(f"{task} mixing, L2 ↓", l2(proposed, method), l2(baseline, "w+ row swap"), best)
+    layout = result.get("layout") or {}
+    if "edit" in layout:
+        table.add_row("layout edit, mIoU of the new map ↑", f"{layout['edit']['miou']:.3f}", "-",
+                      f"{layout['a_reconstruction']['miou']:.3f} (recon_a)")
+    for mode, scores in ((result.get("text") or {}).get("modes") or {}).items():
+        closer = (scores.get("all") or {}).get("closer")
+        if closer is not None:
+            table.add_row(f"text edit nearer GT than recon ↑, {mode.split(' (')[0]}", f"{closer:.2f}", "-", "-")
+    return table
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

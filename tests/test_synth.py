@@ -157,3 +157,11 @@ def test_png_encoder_round_trips(shape, tmp_path):
     with Image.open(path) as im:
         assert im.mode == ("RGB" if len(shape) == 3 else "L")
         assert np.array_equal(np.asarray(im), pixels)
+
+
+def test_validation_split_sizes():
+    assert synth.validation_indices(10, 0.3) == [1, 5, 8]
+    assert len(synth.validation_indices(10, 0.99)) == 9  # below 1, one training scene is kept
+    assert synth.validation_indices(24, 1.0) == list(range(24))  # a held-out set: no training scene
+    assert synth.validation_indices(1, 1.0) == [0] and synth.validation_indices(1, 0.5) == []
+    assert synth.validation_indices(10, 0.0) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from bgedit_cli import __version__
+from bgedit_cli.cli.bundle import bundle_app
 from bgedit_cli.cli.convert import convert
 from bgedit_cli.cli.data import data_app
 from bgedit_cli.cli.doctor import doctor
@@ -23,6 +24,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    epilog="Example: bgedit invert photo.jpg --out inv/ && bgedit text-edit inv/photo.latent.safetensors \"snowy "
+           "night\" --out snowy.png",
 )
 
 
@@ -48,6 +51,7 @@ app.command("invert")(invert)
 app.command("mix-style")(mix_style)
 app.command("mix-content")(mix_content)
 app.command("text-edit")(text_edit)
+app.add_typer(bundle_app, name="bundle")
 app.add_typer(data_app, name="data")
 app.add_typer(seg_app, name="seg")
 app.add_typer(train_app, name="train")

@@ -19,7 +19,10 @@ def convert(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Import a StyleGAN2 generator from a rosinality .pt or NVIDIA .pkl into bgedit's safetensors format."""
+    """Import a StyleGAN2 generator from a rosinality .pt or NVIDIA .pkl into bgedit's safetensors format.
+
+    Example: bgedit convert stylegan2-church-config-f.pt church.safetensors
+    """
     from bgedit_cli.checkpoint import file_sha256, save_network
     from bgedit_cli.convert import build_generator, convert_file
     from bgedit_cli.errors import InputError

@@ -9,7 +9,8 @@ import typer
 
 from bgedit_cli.cli.common import ForceOpt, JsonOpt, QuietOpt, cli_command, err_console, make_progress, print_json
 
-data_app = typer.Typer(help="Datasets: synthetic scenes in the ADE20K layout.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: synthetic scenes in the ADE20K layout.", no_args_is_help=True,
+                       epilog="Example: bgedit data synth --out scenes/ --num 2000 --resolution 64")
 
 
 @cli_command
@@ -18,7 +19,7 @@ def synth(
     num: Annotated[int, typer.Option("--num", min=1, help="number of scenes")] = 1000,
     resolution: Annotated[int, typer.Option("--resolution", min=16, max=4096, help="image side in pixels")] = 256,
     seed: Annotated[int, typer.Option("--seed", min=0, help="scene i depends only on (seed, i)")] = 0,
-    val_fraction: Annotated[float, typer.Option("--val-fraction", help="share of scenes in validation/")] = 0.1,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="share of scenes in validation/ (1: all of them, a held-out set)")] = 0.1,
     mixing_pairs: Annotated[int, typer.Option(
         "--mixing-pairs", min=0, help="first M validation scenes get mixing/ and textedit/ ground truth")] = 8,
     workers: Annotated[Optional[int], typer.Option(
@@ -27,7 +28,10 @@ def synth(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Render procedural landscapes with their seg maps, captions, factors and style/content-mixing ground truth."""
+    """Render procedural landscapes with their seg maps, captions, factors and style/content-mixing ground truth.
+
+    Example: bgedit data synth --out scenes/ --num 2000 --resolution 64 --seed 0
+    """
     from bgedit_cli.data.synth import synthesize
 
     # The bar starts on the first report, which comes after the worker processes are forked.

@@ -24,7 +24,10 @@ def doctor(
     verify: Annotated[bool, typer.Option("--verify", help="hash every weight file found and compare it with the "
                                                           "published hash (reads each file once)")] = False,
 ) -> None:
-    """List auxiliary weight files, the default model bundle, torch/CUDA and CPU features."""
+    """List auxiliary weight files, the default model bundle, torch/CUDA and CPU features.
+
+    Example: bgedit doctor --verify
+    """
     from bgedit_cli import __version__
     from bgedit_cli.bundle import bgedit_home, default_bundle
 

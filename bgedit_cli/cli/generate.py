@@ -13,8 +13,10 @@ from bgedit_cli.cli.common import (PrecisionOpt, BatchOpt, DeviceOpt, ForceOpt, 
 
 @cli_command
 def generate(
-    ckpt: Annotated[Path, typer.Argument(help="generator .safetensors (kind generator)")],
     out: Annotated[Path, typer.Option("--out", help="output folder for 000000.png, 000001.png, ...")],
+    ckpt: Annotated[Optional[Path], typer.Argument(
+        help="generator .safetensors (kind generator) or a bundle folder (its generator.safetensors)",
+        show_default="the default bundle's generator ($BGEDIT_HOME/models/default)")] = None,
     z_file: Annotated[Optional[Path], typer.Option("--z", help=".npy of z codes [N, z_dim]")] = None,
     w_file: Annotated[Optional[Path], typer.Option("--w", help=".npy of W [N, w_dim] or W+ [N, num_ws, w_dim]")] = None,
     seeds: Annotated[Optional[str], typer.Option("--seeds", help="seeds, e.g. 0-7 or 1,5,10-12")] = None,
@@ -29,9 +31,13 @@ def generate(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Generate images with a StyleGAN2 generator."""
+    """Generate images with a StyleGAN2 generator.
+
+    Example: bgedit generate --seeds 0-15 --truncation 0.7 --out samples/
+    """
     import torch
 
+    from bgedit_cli.bundle import bundle_file, resolve_bundle
     from bgedit_cli.checkpoint import load_network
     from bgedit_cli.errors import InputError
     from bgedit_cli.fileio import check_writable
@@ -45,6 +51,8 @@ def generate(
         raise InputError("give exactly one of --z, --w or --seeds.")
     if noise not in NOISE_MODES:
         raise InputError(f"--noise {noise}: expected one of {', '.join(NOISE_MODES)}.")
+    if ckpt is None or ckpt.is_dir():
+        ckpt = bundle_file(resolve_bundle(ckpt), "generator")
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev, ("auto", "fp32", "bf16"))
     g = load_network(ckpt, "generator", device=dev)

@@ -18,7 +18,10 @@ def info(
     file: Annotated[Path, typer.Argument(help="a bgedit .safetensors file")],
     json_out: JsonOpt = False,
 ) -> None:
-    """Show a checkpoint's kind, config, provenance, tensor count and size."""
+    """Show a checkpoint's kind, config, provenance, tensor count and size.
+
+    Example: bgedit info models/demo/segmenter.safetensors --json
+    """
     from bgedit_cli.checkpoint import read_header
 
     meta, entries = read_header(file)

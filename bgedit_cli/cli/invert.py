@@ -40,7 +40,10 @@ def invert(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Invert images into the generator: reconstruction and latent file per image."""
+    """Invert images into the generator: reconstruction and latent file per image.
+
+    Example: bgedit invert lake.png forest.jpg --out inv/ --save-seg
+    """
     import sys
 
     import torch

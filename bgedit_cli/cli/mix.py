@@ -78,7 +78,10 @@ def mix_style(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Keep CONTENT's layout, take STYLE's look (high-resolution W+ rows)."""
+    """Keep CONTENT's layout, take STYLE's look (high-resolution W+ rows).
+
+    Example: bgedit mix-style inv/lake.latent.safetensors inv/sunset.latent.safetensors --out lake-at-sunset.png
+    """
     import torch
 
     from bgedit_cli.latent import sum_deltas
@@ -133,7 +136,12 @@ def mix_content(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Keep A's look, take B's content (seg latents + delta_seg) -- or the content of a new map (--seg, no B)."""
+    """Keep A's look, take B's content (seg latents + delta_seg) -- or the content of a new map (--seg, no B).
+
+    Example: bgedit mix-content lake.png city.png --seg city.seg.png --out lake-look-city-layout.png
+
+    Example: bgedit mix-content inv/lake.latent.safetensors --seg new-layout.png --out relaid.png
+    """
     import torch
 
     from bgedit_cli.io import load_seg, one_hot_seg

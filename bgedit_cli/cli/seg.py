@@ -10,7 +10,7 @@ import typer
 from bgedit_cli.cli.common import ForceOpt, JsonOpt, QuietOpt, cli_command, err_console, print_json
 
 seg_app = typer.Typer(help="Segmentation maps: colorize and count classes (ADE20K ids 0..150, 255 = ignore).",
-                      no_args_is_help=True)
+                      no_args_is_help=True, epilog="Example: bgedit seg colorize inv/lake.seg.png lake-classes.png")
 
 SegArg = Annotated[Path, typer.Argument(help="seg map: index PNG (ids 0..150, 255 = ignore) or ADE20K palette RGB")]
 
@@ -23,7 +23,10 @@ def colorize(
     force: ForceOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Draw a segmentation map in the ADE20K palette."""
+    """Draw a segmentation map in the ADE20K palette.
+
+    Example: bgedit seg colorize inv/lake.seg.png lake-classes.png
+    """
     from bgedit_cli.fileio import check_writable
     from bgedit_cli.io import colorize_seg, load_seg, save_png
 
@@ -36,7 +39,10 @@ def colorize(
 @seg_app.command("stats")
 @cli_command
 def stats(src: SegArg, json_out: JsonOpt = False) -> None:
-    """Pixel count and fraction of every class in a map, most frequent first (fractions of all pixels)."""
+    """Pixel count and fraction of every class in a map, most frequent first (fractions of all pixels).
+
+    Example: bgedit seg stats inv/lake.seg.png --json
+    """
     import numpy as np
 
     from bgedit_cli.data.ade20k_classes import CLASS_NAMES, IGNORE_ID

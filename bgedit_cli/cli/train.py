@@ -10,7 +10,8 @@ from bgedit_cli.cli.train_inversion import train_inversion
 from bgedit_cli.cli.train_segmenter import train_segmenter
 from bgedit_cli.cli.train_text import train_text
 
-train_app = typer.Typer(help="Train the networks of a model bundle, stage by stage.", no_args_is_help=True)
+train_app = typer.Typer(help="Train the networks of a model bundle, stage by stage.", no_args_is_help=True,
+                        epilog="Example: bgedit train segmenter --data scenes/ --model bundle/ --preset demo")
 
 train_app.command("segmenter")(train_segmenter)
 train_app.command("generator")(train_generator)

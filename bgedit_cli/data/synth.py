@@ -963,7 +963,10 @@ def scene_name(index: int) -> str:
 
 
 def validation_indices(num: int, val_fraction: float) -> list[int]:
-    """round(num * val_fraction) indices spread evenly over 0..num-1 (at least one when the fraction is > 0)."""
+    """round(num * val_fraction) indices spread evenly over 0..num-1 (at least one when the fraction is > 0, and
+    at least one training scene unless the fraction is 1: a held-out set, every scene in validation)."""
+    if val_fraction >= 1:
+        return list(range(num))
     if val_fraction <= 0 or num < 2:
         return []
     n_val = min(max(int(round(num * val_fraction)), 1), num - 1)
@@ -1067,8 +1070,9 @@ def synthesize(out: Path, *, num: int, resolution: int = 256, seed: int = 0, val
         raise InputError(f"--resolution {resolution}: expected 16..4096 pixels.")
     if seed < 0:
         raise InputError(f"--seed {seed}: expected a non-negative integer.")
-    if not 0 <= val_fraction < 1:
-        raise InputError(f"--val-fraction {val_fraction}: expected a fraction in [0, 1).")
+    if not 0 <= val_fraction <= 1:
+        raise InputError(f"--val-fraction {val_fraction}: expected a fraction in [0, 1] (1: every scene in "
+                         "validation/).")
     if mixing_pairs < 0:
         raise InputError(f"--mixing-pairs {mixing_pairs}: expected 0 or more.")
     workers = workers or min(2, os.cpu_count() or 1)
