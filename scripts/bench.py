@@ -1,7 +1,8 @@
-"""Benchmarks: `python scripts/bench.py [--only generator,synth,...] [--quick] [--json FILE]`.
+"""Benchmarks: `python scripts/bench.py [--only generator,synth,...] [--quick] [--json FILE] [--peer-rosinality DIR]`.
 
 Prints one table row per measurement and the machine/torch versions; figures go into docs/benchmarks.md.
-Sections live in scripts/benchmarks/<name>.py (each has `run(quick) -> list[dict]`).
+Sections live in scripts/benchmarks/<name>.py (each has `run(quick) -> list[dict]`; generator also takes
+`peer_rosinality`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,22 @@ def main() -> None:
     ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     ap.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
     ap.add_argument("--json", type=Path, help="also write all rows + machine info as JSON")
+    ap.add_argument("--peer-rosinality", type=Path, metavar="DIR",
+                    help="a checkout of rosinality/stylegan2-pytorch: the generator section adds a peer row, its "
+                         "Generator (CPU path, nothing compiled) on the same paper-256 weights, next to our fp32 "
+                         "rows (see scripts/benchmarks/peer.py)")
     args = ap.parse_args()
+    section_kwargs: dict[str, dict] = {}
+    if args.peer_rosinality is not None:
+        from benchmarks.peer import PeerError, load_rosinality
+
+        if "generator" not in args.only.split(","):
+            ap.error("--peer-rosinality adds rows to the generator section; include it in --only")
+        try:
+            load_rosinality(args.peer_rosinality)  # fail now, not after minutes of other rows
+            section_kwargs["generator"] = {"peer_rosinality": args.peer_rosinality}
+        except PeerError as exc:
+            ap.error(str(exc))
     info = machine()
     print("# " + json.dumps(info))
     rows = []
@@ -52,7 +68,7 @@ def main() -> None:
             print(f"# section {name}: not available", file=sys.stderr)
             continue
         t = time.time()
-        for row in mod.run(quick=args.quick):
+        for row in mod.run(quick=args.quick, **section_kwargs.get(name, {})):
             print(json.dumps(row))
             rows.append(row)
         print(f"# section {name}: {time.time() - t:.1f} s", file=sys.stderr)

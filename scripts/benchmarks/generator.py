@@ -1,5 +1,9 @@
 """StyleGAN2 generator forward per precision: seconds per image, peak memory, GFLOP/s, against the rate of the
-generator's own big convolutions (and the matmul rate), both measured right before each row."""
+generator's own big convolutions (and the matmul rate), both measured right before each row.
+
+With `peer_rosinality=DIR` (bench.py `--peer-rosinality DIR`), each CPU paper-256 fp32 row is followed by a peer
+row: rosinality/stylegan2-pytorch's Generator (its CPU path) holding the same weights, timed the same way
+(see benchmarks/peer.py)."""
 
 from __future__ import annotations
 
@@ -100,7 +104,23 @@ def time_forward(g: Generator, batch: int, device: torch.device, repeats: int) -
     return {"best": min(times), "median": statistics.median(times), "cpu": cpu_per_image, "peak": peak}
 
 
-def run(quick: bool = False) -> list[dict]:
+PEER_PRESET = "paper-256"  # config-f: rosinality's stock width table with channel_multiplier=2
+PEER_PARITY_TOL = 1e-3  # max abs image difference (ours vs peer, same z/W/W+) accepted before timing the peer
+
+
+def _peer_for(peer_rosinality, g: Generator) -> tuple[torch.nn.Module, float]:
+    """The peer holding `g`'s weights (wrapped so `time_forward` can call it) and its parity: the largest max abs
+    image difference to ours over the same z (const noise), W (no noise) and W+ (const noise)."""
+    from benchmarks.peer import PeerForward, max_parity_diff, parity, peer_generator
+
+    peer = peer_generator(peer_rosinality, g)
+    check = parity(g, peer, batch=1)
+    if max_parity_diff(check) > PEER_PARITY_TOL:
+        raise RuntimeError(f"rosinality peer disagrees with our generator on the same weights: {check}")
+    return PeerForward(peer, g.cfg), max_parity_diff(check)
+
+
+def run(quick: bool = False, peer_rosinality=None) -> list[dict]:
     from bgedit_cli.runtime import autocast, cache_casts
 
     rows = []
@@ -114,6 +134,10 @@ def run(quick: bool = False) -> list[dict]:
                 if precision == "bf16":
                     cache_casts(g)  # as the commands do: one bf16 copy of the weights per autocast context
                 work = generator_gflop(cfg)
+                peer = None
+                if (peer_rosinality is not None and device.type == "cpu" and preset == PEER_PRESET
+                        and precision == "fp32" and impl == "ref"):
+                    peer, peer_diff = _peer_for(peer_rosinality, g)
                 for batch in (1, 8):
                     repeats = 10 if device.type == "cuda" else 2 if quick else 5 if batch == 1 else 3
                     # Rates right before the row, so both see the same machine state.
@@ -133,5 +157,30 @@ def run(quick: bool = False) -> list[dict]:
                         "ideal_sec_per_image": round(ideal, 4),
                         "ratio_to_ideal": round(m["best"] / ideal, 2),
                     })
-                del g
+                    if peer is not None:
+                        ours = rows[-1]
+                        gflops_machine = matmul_gflops(device)
+                        gflops_conv = conv_gflops(device, precision)
+                        p = time_forward(peer, batch, device, repeats)
+                        rows.append({
+                            "bench": "generator-forward", "preset": preset, "device": device.type,
+                            "impl": "rosinality (peer)", "precision": precision, "batch": batch, "repeats": repeats,
+                            "sec_per_image": round(p["best"], 4),
+                            "median_sec_per_image": round(p["median"], 4), "cpu_sec_per_image": round(p["cpu"], 4),
+                            "peak_mem_mib": round(p["peak"], 1),
+                            "gflop_per_image": round(work, 2), "achieved_gflops": round(work / p["best"], 1),
+                            "matmul_gflops": round(gflops_machine, 1), "conv_gflops": round(gflops_conv, 1),
+                            "ideal_sec_per_image": round(work / gflops_conv, 4),
+                            "ratio_to_ideal": round(p["best"] / (work / gflops_conv), 2),
+                            "ours_over_peer": round(ours["sec_per_image"] / p["best"], 2),
+                            # The same ratio in CPU seconds: on a shared machine, where the wall times of the two
+                            # rows may be disturbed differently, this one is less so.
+                            "ours_over_peer_cpu": round(ours["cpu_sec_per_image"] / p["cpu"], 2),
+                            "parity_max_abs_diff": float(f"{peer_diff:.2e}"),
+                            "note": "rosinality/stylegan2-pytorch Generator, CPU path (upfirdn2d_native, unfused "
+                                    "leaky_relu, F.conv2d; nothing compiled), same weights as the ref fp32 row above, "
+                                    "G([z], randomize_noise=False), no grad; ours_over_peer(_cpu) < 1: ours is faster; "
+                                    "peak_mem_mib is the process peak so far",
+                        })
+                del g, peer
     return rows
