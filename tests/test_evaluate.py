@@ -360,3 +360,16 @@ def test_layout_scores_read_the_edit_against_b_s_map(scenes, bundle):
     assert len(names) >= 2 and scores["pairs"] == len(names) * (len(names) - 1)
     assert scores["b_input"]["miou"] == pytest.approx(1.0)
     assert scores["edit"]["miou"] < 1.0  # a random generator's edit is no scene: read as class 0
+
+
+def test_precision_applies_to_the_bundle_networks_only(cli, scenes, bundle):
+    """--precision bf16 runs inversion under bf16 autocast (recorded), metrics stay fp32; default fp32."""
+    args = ("--data", scenes, "--model", bundle, "--variants", "baseline", "--metrics", "l2,psnr", "--json")
+    outs = {}
+    for prec in ("fp32", "bf16"):
+        result = evaluate(cli, *args, *(("--precision", prec) if prec == "bf16" else ()))
+        assert result.exit_code == 0, (result.output, result.exception)
+        outs[prec] = json.loads(result.stdout)
+        assert outs[prec]["settings"]["precision"] == prec
+    fp32, bf16 = (metric(outs[p], "baseline", "psnr")["value"] for p in ("fp32", "bf16"))
+    assert fp32 != bf16 and abs(fp32 - bf16) < 2.0

@@ -36,6 +36,9 @@ def evaluate(
     batch_size: BatchOpt = 8,
     seed: Annotated[int, typer.Option("--seed", help="seed of KID subsets, SWD and text-edit eps")] = 0,
     inversion: InversionOpt = None,
+    precision: Annotated[str, typer.Option(
+        "--precision", help="of the bundle's networks (inverting, editing): fp32 (default: numbers comparable "
+                            "across machines), auto or bf16; metric features always run in fp32")] = "fp32",
     text: Annotated[Optional[Path], typer.Option(
         "--text", help="text model to score instead of the bundle's text.safetensors (to compare two)")] = None,
     inception: Annotated[Optional[Path], typer.Option("--inception", help="weights-inception-2015-12-05-6726825d.pth "
@@ -65,6 +68,7 @@ def evaluate(
     if (data is None) == (real is None and fake is None) or (data is None and (real is None or fake is None)):
         raise InputError("give --data DIR (evaluate a bundle) or both --real DIR and --fake DIR (two folders).")
     opts = EvalOptions(metrics=parse_names(metrics, METRICS, "--metrics"), batch_size=batch_size, device=device,
+                       precision=precision,
                        seed=seed, inception=inception, alexnet=alexnet, clip=clip, model=model,
                        figures=report is not None, data=data, split=split, inversion=inversion, text=text, steps=steps,
                        limit=limit, mixing_scenes=mixing_scenes, real=real, fake=fake, paired=paired,

@@ -98,6 +98,7 @@ class EvalOptions:
     metrics: tuple[str, ...] = METRICS
     batch_size: int = 8
     device: str = "auto"
+    precision: str = "fp32"  # of the bundle's networks (inversion, edits); metric features always run in fp32
     seed: int = 0
     inception: Path | None = None
     alexnet: Path | None = None
@@ -394,7 +395,8 @@ def evaluate_bundle(opts: EvalOptions, progress: Progress | None = None) -> Eval
     bundle = _bundle(opts.model)
     files, skipped = variant_files(bundle, opts.variants, opts.inversion)
     notes += skipped
-    models = {v: load_models(bundle, v, opts.device, inversion=path) for v, path in files.items()}
+    models = {v: load_models(bundle, v, opts.device, inversion=path, precision=opts.precision)
+              for v, path in files.items()}
     first = next(iter(models.values()))
     device, r = first.device, first.resolution
     dataset = ADE20KDataset(opts.data, opts.split, resolution=r, flip=False,
@@ -461,6 +463,7 @@ def evaluate_bundle(opts: EvalOptions, progress: Progress | None = None) -> Eval
                 "first_image": dataset.names[0], "last_image": dataset.names[num - 1],
                 "model": str(bundle.resolve()), "generator_sha256": first.generator_sha256, "steps": opts.steps,
                 "mixing_scenes": opts.mixing_scenes, "text_variant": text_variant,
+                "precision": first.precision,
                 "variants": {v: {"file": str(m.net.checkpoint_path), "sha256": _sha256(str(m.net.checkpoint_path)),
                                  "steps_trained": m.net.provenance.get("steps"),
                                  "seg": "ground-truth annotations" if m.net.uses_seg else "none (baseline)"}
