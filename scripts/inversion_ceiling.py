@@ -9,7 +9,10 @@ optimised with Adam on L2 + (1 - MS-SSIM) for `--steps` steps (`wplus` rows); th
 weight deltas of every tuned conv (`weight * (1 + delta)`, as the hypernetworks predict them) are optimised
 with the code for `--delta-steps` more (`wplus+deltas` rows). Scores at each `--report-at` step: L2 on
 [-1, 1], PSNR and MS-SSIM on [0, 1] (fewer scales below 161 px), means over the images. The loss of image i
-depends only on its own code, so batching does not change the result.
+depends only on its own code, so batching does not change the result. When the bundle has a segmenter, the
+final reconstructions of each phase (and the inputs) are also read by it against the ground-truth maps (mIoU
+over all images): how much of a scene's layout survives reconstruction at all, which bounds what a layout edit
+can show through the segmenter.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from bgedit_cli.bundle import bundle_file  # noqa: E402
 from bgedit_cli.checkpoint import load_network  # noqa: E402
 from bgedit_cli.data.ade20k import ADE20KDataset  # noqa: E402
 from bgedit_cli.metrics.pairwise import ms_ssim, ms_ssim_label, psnr  # noqa: E402
+from bgedit_cli.metrics.segmentation import confusion_matrix, segmentation_scores  # noqa: E402
 
 
 def scores(y: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -37,11 +41,13 @@ def scores(y: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def optimise(G, x: torch.Tensor, *, steps: int, delta_steps: int, lr: float, delta_lr: float,
-             report_at: set[int]) -> dict[str, dict[int, dict[str, torch.Tensor]]]:
-    """Scores {phase: {step: {metric: [N]}}} of the direct optimisation of the images `x`."""
+             report_at: set[int]) -> tuple[dict[str, dict[int, dict[str, torch.Tensor]]], dict[str, torch.Tensor]]:
+    """Scores {phase: {step: {metric: [N]}}} of the direct optimisation of the images `x`, and each phase's
+    final images."""
     n = x.shape[0]
     ws = G.w_avg.detach().reshape(1, 1, -1).repeat(n, G.cfg.num_ws, 1).clone().requires_grad_(True)
     out: dict[str, dict[int, dict[str, torch.Tensor]]] = {"wplus": {}, "wplus+deltas": {}}
+    final: dict[str, torch.Tensor] = {}
 
     def loss_of(y: torch.Tensor) -> torch.Tensor:  # summed over images: each image's gradient is its own
         s = scores(y, x)
@@ -55,7 +61,8 @@ def optimise(G, x: torch.Tensor, *, steps: int, delta_steps: int, lr: float, del
         opt.step()
         if step in report_at or step == steps:
             with torch.no_grad():
-                out["wplus"][step] = {k: v.cpu() for k, v in scores(G(ws=ws, noise_mode="const"), x).items()}
+                final["wplus"] = G(ws=ws, noise_mode="const")
+                out["wplus"][step] = {k: v.cpu() for k, v in scores(final["wplus"], x).items()}
     if delta_steps:
         deltas = {k: torch.zeros(n, *shape, requires_grad=True) for k, shape in G.layer_shapes().items()}
         opt = torch.optim.Adam([{"params": [ws], "lr": lr}, {"params": list(deltas.values()), "lr": delta_lr}])
@@ -68,7 +75,8 @@ def optimise(G, x: torch.Tensor, *, steps: int, delta_steps: int, lr: float, del
                 with torch.no_grad():
                     y = G(ws=ws, noise_mode="const", weight_deltas=deltas)
                     out["wplus+deltas"][step] = {k: v.cpu() for k, v in scores(y, x).items()}
-    return out
+                    final["wplus+deltas"] = y
+    return out, final
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -88,29 +96,41 @@ def main(argv: list[str] | None = None) -> dict:
 
     G = load_network(bundle_file(args.model, "generator"), "generator").eval().requires_grad_(False)
     r = G.cfg.img_resolution
-    dataset = ADE20KDataset(args.data, args.split, resolution=r, flip=False, require_seg=False)
+    seg_path = Path(args.model) / "segmenter.safetensors"
+    seg_net = load_network(seg_path, "segmenter").eval() if seg_path.is_file() else None
+    dataset = ADE20KDataset(args.data, args.split, resolution=r, flip=False, require_seg=seg_net is not None)
+    cms: dict[str, torch.Tensor] = {}
     num = min(args.num, len(dataset))
     report_at = {int(s) for s in args.report_at.split(",") if s}
     t = time.time()
     merged: dict[str, dict[int, dict[str, list[torch.Tensor]]]] = {}
     for start in range(0, num, args.batch_size):
-        x = torch.stack([dataset[i]["img"] for i in range(start, min(start + args.batch_size, num))])
-        part = optimise(G, x, steps=args.steps, delta_steps=args.delta_steps, lr=args.lr, delta_lr=args.delta_lr,
+        items = [dataset[i] for i in range(start, min(start + args.batch_size, num))]
+        x = torch.stack([it["img"] for it in items])
+        part, final = optimise(G, x, steps=args.steps, delta_steps=args.delta_steps, lr=args.lr, delta_lr=args.delta_lr,
                         report_at=report_at)
         for phase, by_step in part.items():
             for step, s in by_step.items():
                 for k, v in s.items():
                     merged.setdefault(phase, {}).setdefault(step, {}).setdefault(k, []).append(v)
+        if seg_net is not None:
+            maps = torch.stack([torch.as_tensor(it["seg"]).long() for it in items])
+            for name, y in {"input": x, **final}.items():
+                cm = confusion_matrix(seg_net.predict(y.clamp(-1, 1)), maps, seg_net.cfg.num_classes)
+                cms[name] = cms[name] + cm if name in cms else cm
         print(f"# {min(start + args.batch_size, num)}/{num} images, {time.time() - t:.0f} s", file=sys.stderr)
     table = {phase: {step: {k: round(torch.cat(v).mean().item(), 4) for k, v in s.items()}
                      for step, s in sorted(by_step.items())} for phase, by_step in merged.items()}
     result = {"images": num, "resolution": r, "ms_ssim_variant": ms_ssim_label(r), "settings": vars(args) | {
         "data": str(args.data), "model": str(args.model), "json": str(args.json)}, "scores": table,
-        "seconds": round(time.time() - t, 1)}
+        "seconds": round(time.time() - t, 1),
+        "layout_miou": {name: round(segmentation_scores(cm)["miou"], 4) for name, cm in cms.items()}}
     print("| phase | step | L2 | PSNR | MS-SSIM |\n|---|---:|---:|---:|---:|")
     for phase, by_step in table.items():
         for step, s in by_step.items():
             print(f"| {phase} | {step} | {s['l2']:.4f} | {s['psnr']:.2f} | {s['ms_ssim']:.4f} |")
+    for name, miou in result["layout_miou"].items():
+        print(f"segmenter mIoU against the ground-truth maps, {name}: {miou:.3f}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

@@ -2,7 +2,7 @@
 with mixing ground truth, edit A with B's map three ways and read each back with the bundle's segmenter (mIoU
 against B's map): the encoders' y_0 alone (seg latents from B's map + A's w, no weight deltas); the refinement
 with A's delta_img kept (what `edit_layout` does); the refinement with delta_img dropped. A's reconstruction
-(an edit that ignores the map) for comparison.
+(an edit that ignores the map), B's input and B's own reconstruction for comparison.
 
     python scripts/layout_probe.py BUNDLE DATA
 """
@@ -43,3 +43,8 @@ with torch.no_grad():
         print(f"{name:35s} mIoU {segmentation_scores(cm)['miou']:.3f}")
     cm = confusion_matrix(seg_net.predict(inv.images[ia].clamp(-1, 1)), maps[ib], 151)
     print(f"{'A reconstruction (map ignored)':35s} mIoU {segmentation_scores(cm)['miou']:.3f}")
+    # References: what the segmenter reads from B itself and from B's own reconstruction (an edit can hardly
+    # draw B's layout better than inverting B does).
+    for name, y in (("B input (segmenter ceiling)", imgs[ib]), ("B reconstruction", inv.images[ib])):
+        cm = confusion_matrix(seg_net.predict(y.clamp(-1, 1)), maps[ib], 151)
+        print(f"{name:35s} mIoU {segmentation_scores(cm)['miou']:.3f}")
