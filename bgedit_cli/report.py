@@ -85,7 +85,8 @@ def result_tables(result: dict[str, Any]) -> list[Table]:
     if "edit" in layout:
         rows = [[name, _fmt(layout[key]["miou"], ".3f"), _fmt(layout[key]["pixel_acc"], ".3f")]
                 for key, name in (("edit", "edit of A with B's map"), ("b_input", "B's input (segmenter's own)"),
-                                  ("a_reconstruction", "A's reconstruction (map ignored)"))]
+                                  ("b_reconstruction", "B's own reconstruction (what the generator draws)"),
+                                  ("a_reconstruction", "A's reconstruction (map ignored)")) if key in layout]
         tables.append(Table(f"Layout edits read back by the segmenter vs B's map: {layout['pairs']} ordered pairs of "
                             f"{layout['scenes']} scenes", ["image", "mIoU ↑", "pixel acc ↑"], rows))
     tables += text_tables(result.get("text", {}))

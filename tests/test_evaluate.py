@@ -108,7 +108,7 @@ def test_bundle_json_has_every_value_and_setting(cli, scenes, bundle, tmp_path):
     # Layout edits (proposed): 2 scenes -> 2 ordered pairs of 16 x 16 pixels, scored against B's map.
     layout = out["layout"]
     assert layout["pairs"] == 2 and layout["edit"]["num_pixels"] == 2 * 16 * 16
-    assert all(0 <= layout[k]["miou"] <= 1 for k in ("edit", "b_input", "a_reconstruction"))
+    assert all(0 <= layout[k]["miou"] <= 1 for k in ("edit", "b_input", "b_reconstruction", "a_reconstruction"))
 
     for row in out["rows"]:
         # Pairwise metrics: numbers, the same as the last refinement step's; LPIPS needs >= 32 px.

@@ -208,8 +208,10 @@ def layout_scores(G, net, segmenter, root: Path, *, steps: int = 5, batch_size: 
     have mixing ground truth (the first `max_scenes`): A is inverted with its own map, then edited with B's map
     (`edit_layout`); the segmenter reads the edit back and the pixels of all pairs are scored against B's map
     (standard mIoU: per-class IoU over all pixels, mean over the classes present). Next to it: the segmenter on
-    B's own input (how well it reads these scenes at all) and on A's reconstruction (what ignoring the new map
-    scores). Returns {"scenes", "pairs", "steps", "edit": scores, "b_input": scores, "a_reconstruction": scores}."""
+    B's own input (how well it reads these scenes at all), on B's own reconstruction (how much of B's layout the
+    generator draws when inverting B itself: what an edit can hardly beat) and on A's reconstruction (what
+    ignoring the new map scores). Returns {"scenes", "pairs", "steps", "edit", "b_input", "b_reconstruction",
+    "a_reconstruction"}, each a dict of scores."""
     if not net.uses_seg:
         raise InputError("layout edits need the proposed variant.")
     data_root, scenes, _ = mixing_pairs(Path(root))
@@ -231,7 +233,7 @@ def layout_scores(G, net, segmenter, root: Path, *, steps: int = 5, batch_size: 
         return pred.cpu()
 
     n = segmenter.cfg.num_classes
-    cm = {k: torch.zeros(n, n, dtype=torch.long) for k in ("edit", "b_input", "a_reconstruction")}
+    cm = {k: torch.zeros(n, n, dtype=torch.long) for k in ("edit", "b_input", "b_reconstruction", "a_reconstruction")}
     pairs = [(a, b) for a in range(len(scenes)) for b in range(len(scenes)) if a != b]
     recon_read = read(inv.images)
     input_read = read(images)
@@ -243,6 +245,7 @@ def layout_scores(G, net, segmenter, root: Path, *, steps: int = 5, batch_size: 
         target = maps[ib]
         cm["edit"] += confusion_matrix(read(edited.images), target, n)
         cm["b_input"] += confusion_matrix(input_read[ib], target, n)
+        cm["b_reconstruction"] += confusion_matrix(recon_read[ib], target, n)
         cm["a_reconstruction"] += confusion_matrix(recon_read[ia], target, n)
     return {"scenes": len(scenes), "pairs": len(pairs), "steps": steps,
             **{k: segmentation_scores(v) for k, v in cm.items()}}
