@@ -29,12 +29,28 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 PROMPTS = "day,sunset,night,snow,fog,autumn,ocean,a lake,a village,mountains"
+# Arguments of each stage beyond --data/--model/--preset/--steps: the settings the shipped models/demo was
+# trained with (models/demo/MODEL_CARD.md), measured in docs/training-*.md.
+STAGE_ARGS = {
+    "demo": {
+        "segmenter": ["--batch-size", "8", "--lr", "0.01", "--class-balance", "0.5", "--progressive", "0.5",
+                      "--seed", "0"],
+        "generator": ["--batch-size", "4", "--lr", "0.0025", "--r1-gamma", "0.1", "--pl-weight", "0",
+                      "--augment", "none", "--seed", "0", "--snapshot-every", "2000"],
+        "inversion": ["--batch-size", "8", "--lr", "0.0005", "--seed", "0", "--schedule", "phased",
+                      "--encoder-fraction", "0.7", "--seg-layers", "2", "--eval-every", "500",
+                      "--snapshot-every", "500"],
+        "clip": ["--batch-size", "64", "--lr", "0.0005", "--seed", "0"],
+        "text": ["--prompts", PROMPTS, "--seed", "0"],
+    },
+    "tiny": {"text": ["--prompts", PROMPTS]},
+}
 # (stage, bundle file, arguments after `bgedit`), per preset; {data} and {bundle} are filled in.
 PLANS = {
     "demo": {
         "data": ["data", "synth", "--out", "{data}", "--num", "40000", "--resolution", "64", "--seed", "0",
                  "--val-fraction", "0.025", "--mixing-pairs", "16"],
-        "steps": {"segmenter": 4600, "generator": 100000, "inversion": 6000, "inversion-baseline": 6000,
+        "steps": {"segmenter": 4600, "generator": 40000, "inversion": 5000, "inversion-baseline": 5000,
                   "clip": 1800, "text": 3000},
     },
     "tiny": {
@@ -53,14 +69,15 @@ FILES = {"segmenter": "segmenter.safetensors", "generator": "generator.safetenso
 def stage_args(stage: str, preset: str, data: Path, bundle: Path) -> list[str]:
     steps = str(PLANS[preset]["steps"][stage])
     common = ["--data", str(data), "--model", str(bundle), "--preset", preset, "--steps", steps]
+    extra = STAGE_ARGS[preset]
     if stage.startswith("inversion"):
         variant = "baseline" if stage == "inversion-baseline" else "proposed"
-        return ["train", "inversion", *common, "--variant", variant]
-    if stage == "generator":
-        return ["train", "generator", *common, "--snapshot-every", "2000"]
-    if stage == "text":
-        return ["train", "text", *common, "--prompts", PROMPTS]
-    return ["train", stage, *common]
+        args = [a for a in extra.get("inversion", [])]
+        if variant == "baseline" and "--seg-layers" in args:  # the baseline has no Seg Encoder
+            i = args.index("--seg-layers")
+            del args[i:i + 2]
+        return ["train", "inversion", *common, "--variant", variant, *args]
+    return ["train", stage, *common, *extra.get(stage, [])]
 
 
 def has_state(bundle: Path, stage: str) -> bool:
