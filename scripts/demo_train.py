@@ -41,7 +41,7 @@ STAGE_ARGS = {
                       "--encoder-fraction", "0.7", "--seg-layers", "2", "--eval-every", "500",
                       "--snapshot-every", "500"],
         "clip": ["--batch-size", "64", "--lr", "0.0005", "--seed", "0"],
-        "text": ["--prompts", PROMPTS, "--seed", "0"],
+        "text": ["--prompts", PROMPTS, "--latent-lambda", "0.8", "--seed", "0"],
     },
     "tiny": {"text": ["--prompts", PROMPTS]},
 }
