@@ -429,11 +429,13 @@ def evaluate_bundle(opts: EvalOptions, progress: Progress | None = None) -> Eval
         mixing = {"skipped": f"--mixing-scenes {opts.mixing_scenes} (needs 2 or more)"}
     else:
         mixing = {}
+        split = next((m.net.seg_layers for m in models.values() if m.net.uses_seg), None)
         for v, m in models.items():
             t = time.perf_counter()
             try:
                 mixing[v] = mixing_scores(m.generator, m.net, root, steps=opts.steps, batch_size=opts.batch_size,
-                                          device=device, max_scenes=opts.mixing_scenes, lpips_net=nets["lpips"])
+                                          device=device, max_scenes=opts.mixing_scenes, lpips_net=nets["lpips"],
+                                          row_split=split)
             except InputError as exc:
                 mixing = {"skipped": _one_line(exc)}
                 break

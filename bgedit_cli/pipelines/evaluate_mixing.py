@@ -15,8 +15,9 @@
   beats the trivial answers. Every option of the mixing functions is scored (style: `delta_img` from A or from
   B; content: `swap_deltas` seg / all / none), so the benchmark picks the defaults.
   The baseline variant (no seg latents) has no `mix_style`/`mix_content`; it is scored with the plain StyleGAN
-  W+ row swap at the proposed model's split (`default_seg_layers`): style = A's rows below the split, B's rows
-  from it on, A's deltas; content = B's rows below the split, A's from it on, A's deltas.
+  W+ row swap at the proposed model's split (its `seg_layers`; `default_seg_layers` without one): style = A's
+  rows below the split, B's rows from it on, A's deltas; content = B's rows below the split, A's from it on,
+  A's deltas.
 
 Functions only: no printing, no files written (bgedit evaluate reports).
 """
@@ -138,10 +139,11 @@ def _row_swap(G, inv_a, inv_b, split: int, take: str) -> torch.Tensor:
 
 @torch.no_grad()
 def mixing_scores(G, net, root: Path, *, steps: int = 5, batch_size: int = 8, device: torch.device | str = "cpu",
-                  max_scenes: int | None = None, lpips_net=None,
+                  max_scenes: int | None = None, lpips_net=None, row_split: int | None = None,
                   progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Mixing error against the synthetic ground truth (module doc). Returns {"scenes", "pairs", "steps",
-    "method", "style": {answer: {metric: mean}}, "content": {...}}."""
+    """Mixing error against the synthetic ground truth (module doc). `row_split`: the baseline's W+ row swap
+    index (default: the proposed model's `seg_layers` when evaluated alongside, else `default_seg_layers`).
+    Returns {"scenes", "pairs", "steps", "method", "style": {answer: {metric: mean}}, "content": {...}}."""
     data_root, scenes, pairs = mixing_pairs(Path(root))
     if max_scenes is not None:
         scenes = scenes[:max_scenes]
@@ -164,7 +166,7 @@ def mixing_scores(G, net, root: Path, *, steps: int = 5, batch_size: int = 8, de
         invs.append(invert(G, net, img, seg, steps=steps))
     inv = Inversion.cat(invs)
     index = {s: i for i, s in enumerate(scenes)}
-    split = net.seg_layers if net.uses_seg else default_seg_layers(G.num_ws, r)
+    split = net.seg_layers if net.uses_seg else (row_split or default_seg_layers(G.num_ws, r))
 
     means = _Mean()
     for start in range(0, len(todo), batch_size):
