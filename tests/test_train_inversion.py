@@ -213,6 +213,28 @@ def test_pretrain_on_generator_samples(scenes, generator_file, tmp_path):
     assert_clean_error(train(scenes, bundle, "--steps", "3", "--pretrain-steps", "5", "--force"), "--pretrain-steps")
 
 
+def test_init_from_continues_the_hypernetworks_only(scenes, generator_file, tmp_path):
+    """--init-from starts from a trained file; with --schedule phased --encoder-fraction 0 the encoders stay as
+    they were and only the hypernetworks train. Another variant's file is refused."""
+    from bgedit_cli.checkpoint import load_network
+
+    first = new_bundle(tmp_path / "first", generator_file)
+    common = ("--eval-every", "0", "--snapshot-every", "0", "--refine-steps", "1")
+    assert train(scenes, first, "--steps", "2", *common).exit_code == 0
+    start = load_network(first / "inversion.safetensors", "inversion")
+    second = new_bundle(tmp_path / "second", generator_file)
+    result = train(scenes, second, "--steps", "2", "--init-from", str(first / "inversion.safetensors"),
+                   "--schedule", "phased", "--encoder-fraction", "0", *common)
+    assert result.exit_code == 0, result.output
+    after = load_network(second / "inversion.safetensors", "inversion")
+    a, b = start.state_dict(), after.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith(("image_encoder.", "seg_encoder.")))
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("hyper_img."))
+    assert train(scenes, first, "--variant", "baseline", "--steps", "1", *common).exit_code == 0
+    assert_clean_error(train(scenes, second, "--steps", "1", "--force", "--init-from",
+                             str(first / "inversion-baseline.safetensors"), *common), "--init-from")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Errors: one `Error:` line, exit 1.
 

@@ -47,6 +47,9 @@ def train_inversion(
         "--moco", help="moco_v2_800ep_pretrain.pth.tar", show_default="$BGEDIT_HOME/weights/")] = None,
     generator: Annotated[Optional[Path], typer.Option(
         "--generator", help="use this generator file instead of the bundle's")] = None,
+    init_from: Annotated[Optional[Path], typer.Option(
+        "--init-from", help="start from the weights of this inversion file (same variant and generator), e.g. to "
+                            "train the hypernetworks longer with --schedule phased --encoder-fraction 0")] = None,
     resume: ResumeOpt = False,
     seed: Annotated[Optional[int], config_option(Cfg, "seed")] = None,
     device: DeviceOpt = "auto",
@@ -75,6 +78,7 @@ def train_inversion(
                "msl1": msl1_lambda}
     opts = InversionTrainOptions(data=data, bundle=resolve_bundle(model), variant=variant, preset=preset,
                                  overrides=overrides, lambdas=lambdas, alexnet=alexnet, moco=moco, generator=generator,
+                                 init_from=init_from,
                                  resume=resume, device=device, precision=precision, workers=workers,
                                  eval_every=eval_every, eval_images=eval_images, snapshot_every=snapshot_every,
                                  time_limit_min=time_limit, force=force, progress=not quiet)

@@ -82,6 +82,7 @@ class InversionTrainOptions(StageOptions):
     alexnet: Path | None = None
     moco: Path | None = None
     generator: Path | None = None
+    init_from: Path | None = None
     eval_images: int = 64
     eval_steps: int = 5
 
@@ -225,6 +226,15 @@ class InversionStage(StageBase):
         seed_everything(cfg.seed)
         split = {"seg_layers": cfg.seg_layers} if cfg.seg_layers and cfg.variant == "proposed" else {}
         net = build_inversion(cfg.variant, cfg.preset, G, g_sha, **split).to(self.device).train()
+        if opts.init_from is not None and run.state is None:  # a resumed run has its own weights
+            start = load_network(opts.init_from, "inversion")
+            theirs, ours = start.state_dict(), net.state_dict()
+            if (start.variant, start.seg_layers) != (net.variant, net.seg_layers) or theirs.keys() != ours.keys() \
+                    or any(theirs[k].shape != ours[k].shape for k in ours):
+                raise InputError(f"--init-from {opts.init_from}: its networks differ from this run's (variant, "
+                                 "preset, --seg-layers or generator shapes); use a file of the same kind of run.")
+            start.check_generator(G)
+            net.load_state_dict(start.state_dict())
         if self.d.enabled and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()):
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
         self.net = net
@@ -329,6 +339,7 @@ class InversionStage(StageBase):
 
     def provenance(self, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
         return {"variant": self.cfg.variant, "losses": self.loss_info, "parents": {"generator": self.g_sha},
+                "init_from": str(self.opts.init_from) if self.opts.init_from else None,
                 "val": metrics}
 
     def start_record(self) -> dict[str, Any]:
