@@ -80,6 +80,15 @@ def all_reduce_mean(x: torch.Tensor, d: Dist) -> torch.Tensor:
     return x
 
 
+def mean_scalars(scalars: dict[str, float], d: Dist, device: torch.device | str = "cpu") -> dict[str, float]:
+    """Logged scalars averaged over ranks (one collective; the same dict when not distributed)."""
+    if not d.enabled:
+        return scalars
+    keys = sorted(scalars)
+    vec = torch.tensor([scalars[k] for k in keys], dtype=torch.float64, device=device)
+    return dict(zip(keys, all_reduce_mean(vec, d).tolist()))
+
+
 def any_ranks(flags: list[bool], d: Dist | None) -> list[bool]:
     """Each flag true on any rank (one collective call under DDP: every rank must make it)."""
     if d is None or not d.enabled:

@@ -44,7 +44,7 @@ import dataclasses
 from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -58,7 +58,7 @@ from bgedit_cli.nn.inversion import build_inversion
 from bgedit_cli.pipelines.evaluate_mixing import reconstruction_scores
 from bgedit_cli.pipelines.invert import initial_codes, refine_step, render
 from bgedit_cli.runtime import autocast
-from bgedit_cli.training.common import all_reduce_mean, average_gradients, warmup_cosine_lr
+from bgedit_cli.training.common import average_gradients, mean_scalars, warmup_cosine_lr
 from bgedit_cli.training.configs import InversionTrainConfig
 from bgedit_cli.training.runner import DataStream, StageBase, StageOptions, StageRun
 from bgedit_cli.training.state import seed_everything
@@ -261,59 +261,44 @@ class InversionStage(StageBase):
     # The step.
 
     def train_step(self, step: int, batches: DataStream) -> tuple[dict[str, Any], dict[str, float], int]:
-        if step < self.cfg.pretrain_steps:
-            return self._pretrain_step(step)
-        cfg, d = self.cfg, self.d
+        cfg = self.cfg
+        amp = partial(autocast, self.device, self.precision)
+        if step < cfg.pretrain_steps:
+            batch = cfg.batch_size // self.d.world_size
+            lr, scalars = self._update(step, True, False, lambda: pretrain_step(
+                self.G, self.net, self.segmenter, batch, self.device, autocast=amp))
+            return ({"lr": lr, "phase": "pretrain", **{f"train/{k}": v for k, v in scalars.items()}},
+                    {"loss": scalars["loss"]}, batch)
         batch = batches.next()
         img = batch["img"].to(self.device, non_blocking=True)
         seg = one_hot_seg(batch["seg"].to(self.device)) if self.uses_seg else None
-        lr = lr_at(step, cfg.steps, cfg.lr)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
         encoder_phase = step < cfg.encoder_steps
         train_enc = cfg.schedule == "joint" or encoder_phase
         train_hyp = (cfg.schedule == "joint" or not encoder_phase) and cfg.refine_steps > 0
-        for m in self.encoders:  # frozen encoders also stop updating batch-norm statistics
-            m.requires_grad_(train_enc).train(train_enc)
-        for m in self.hypernets:
-            m.requires_grad_(train_hyp)
-        self.optimizer.zero_grad(set_to_none=True)
-        scalars, _ = train_step(self.G, self.net, self.loss_fn, img, seg, refine_steps=cfg.refine_steps,
-                                train_encoders=train_enc, train_hypernets=train_hyp,
-                                autocast=partial(autocast, self.device, self.precision))
-        average_gradients(self.params, d)
-        self.optimizer.step()
-
-        if d.enabled:  # log the mean over ranks
-            keys = sorted(scalars)
-            vec = torch.tensor([scalars[k] for k in keys], dtype=torch.float64, device=self.device)
-            scalars = dict(zip(keys, all_reduce_mean(vec, d).tolist()))
+        lr, scalars = self._update(step, train_enc, train_hyp, lambda: train_step(
+            self.G, self.net, self.loss_fn, img, seg, refine_steps=cfg.refine_steps, train_encoders=train_enc,
+            train_hypernets=train_hyp, autocast=amp)[0])
         phase = "encoders" if encoder_phase else ("joint" if cfg.schedule == "joint" else "hypernetworks")
         last_t = max(t for t in range(cfg.refine_steps + 1) if f"y{t}/loss" in scalars)
         return ({"lr": lr, "phase": phase, **{f"train/{k}": v for k, v in scalars.items()}},
                 {"loss": scalars["loss"], f"y{last_t}": scalars[f"y{last_t}/loss"]}, img.shape[0])
 
-    def _pretrain_step(self, step: int) -> tuple[dict[str, Any], dict[str, float], int]:
-        cfg, d = self.cfg, self.d
-        lr = lr_at(step, cfg.steps, cfg.lr)
+    def _update(self, step: int, train_enc: bool, train_hyp: bool,
+                backward: Callable[[], dict[str, float]]) -> tuple[float, dict[str, float]]:
+        """One optimizer step: the step's learning rate, which networks train, `backward()` (forward and backward
+        passes, returning the scalars to log), gradients averaged over ranks. Returns (lr, scalars over ranks)."""
+        lr = lr_at(step, self.cfg.steps, self.cfg.lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        for m in self.encoders:
-            m.requires_grad_(True).train(True)
+        for m in self.encoders:  # frozen encoders also stop updating batch-norm statistics
+            m.requires_grad_(train_enc).train(train_enc)
         for m in self.hypernets:
-            m.requires_grad_(False)
+            m.requires_grad_(train_hyp)
         self.optimizer.zero_grad(set_to_none=True)
-        batch = cfg.batch_size // d.world_size
-        scalars = pretrain_step(self.G, self.net, self.segmenter, batch, self.device,
-                                autocast=partial(autocast, self.device, self.precision))
-        average_gradients(self.params, d)
+        scalars = backward()
+        average_gradients(self.params, self.d)
         self.optimizer.step()
-        if d.enabled:
-            keys = sorted(scalars)
-            vec = torch.tensor([scalars[k] for k in keys], dtype=torch.float64, device=self.device)
-            scalars = dict(zip(keys, all_reduce_mean(vec, d).tolist()))
-        return ({"lr": lr, "phase": "pretrain", **{f"train/{k}": v for k, v in scalars.items()}},
-                {"loss": scalars["loss"]}, batch)
+        return lr, mean_scalars(scalars, self.d, self.device)
 
     # Evaluation (rank 0): reconstruction scores per refinement step and a sample grid.
 

@@ -42,7 +42,7 @@ from bgedit_cli.nn.text_encoder import TextEditor, build_text_editor
 from bgedit_cli.pipelines.invert import initial_codes, render
 from bgedit_cli.pipelines.models import load_clip
 from bgedit_cli.runtime import autocast
-from bgedit_cli.training.common import Dist, average_gradients, all_reduce_mean
+from bgedit_cli.training.common import Dist, average_gradients, mean_scalars
 from bgedit_cli.training.configs import TextTrainConfig
 from bgedit_cli.training.runner import DataStream, StageBase, StageOptions, StageRun
 from bgedit_cli.training.state import seed_everything
@@ -216,10 +216,7 @@ class TextStage(StageBase):
         average_gradients(self.params, self.d)
         self.optimizer.step()
         scalars = {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
-        if self.d.enabled:
-            keys = sorted(scalars)
-            vec = torch.tensor([scalars[k] for k in keys], dtype=torch.float64)
-            scalars = dict(zip(keys, all_reduce_mean(vec, self.d).tolist()))
+        scalars = mean_scalars(scalars, self.d, self.device)
         return {f"train/{k}": v for k, v in scalars.items()}, {"loss": scalars["loss"]}, ws.shape[0]
 
     # Evaluation (rank 0): does CLIP see the prompt more in the edit than in the reconstruction?
