@@ -68,7 +68,7 @@ from bgedit_cli.metrics.swd import SWD_SCALE, SWDReference, SWDSettings
 from bgedit_cli.nn.inversion import VARIANTS
 from bgedit_cli.pipelines.evaluate_mixing import layout_scores, mixing_scores, reconstruction_scores
 from bgedit_cli.pipelines.evaluate_text import (OCEAN_SCENES, invert_files as _invert_files, load_text_model,
-                                                take as _take, text_alphas, text_result)
+                                                one_line, take as _take, text_alphas, text_result)
 from bgedit_cli.pipelines.mix import edit_layout, mix_content, mix_style
 from bgedit_cli.pipelines.models import Models, load_clip, load_models
 from bgedit_cli.pipelines.text_edit import text_edit
@@ -170,10 +170,6 @@ def _sha256(path: str) -> str:
     return file_sha256(Path(path))
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
 def _u8(img: torch.Tensor) -> torch.Tensor:
     """[N, 3, H, W] in [-1, 1] -> uint8 [N, 3, H, W] (what a PNG of it holds)."""
     return torch.from_numpy(to_uint8(img)).permute(0, 3, 1, 2).contiguous()
@@ -217,7 +213,7 @@ def metric_networks(opts: EvalOptions, bundle: Path, device: torch.device, resol
                 nets["weights"]["alexnet"] = _weight_info(nets["lpips"].alexnet_path)
                 nets["weights"]["lpips_linear"] = _weight_info(nets["lpips"].linear_path)
             except MissingWeightsError as exc:  # find_weights' closing hint is about training: replaced
-                nets["lpips_reason"] = _one_line(exc).replace(
+                nets["lpips_reason"] = one_line(exc).replace(
                     "Presets tiny and demo train without it.", "Without it LPIPS is unavailable (no other network "
                     "can stand in).")
     if "fd_clip" in opts.metrics:
@@ -225,7 +221,7 @@ def metric_networks(opts: EvalOptions, bundle: Path, device: torch.device, resol
             nets["clip"] = load_clip(bundle, opts.clip, device)
             nets["weights"]["clip"] = {"file": nets["clip"].name, "sha256": nets["clip"].sha256}
         except MissingWeightsError as exc:
-            nets["clip_reason"] = _one_line(exc)
+            nets["clip_reason"] = one_line(exc)
     if {"fid", "kid"} & set(opts.metrics):
         try:
             nets["weights"]["inception"] = _weight_info(find_inception(opts.inception))
@@ -437,7 +433,7 @@ def evaluate_bundle(opts: EvalOptions, progress: Progress | None = None) -> Eval
                                           device=device, max_scenes=opts.mixing_scenes, lpips_net=nets["lpips"],
                                           row_split=split)
             except InputError as exc:
-                mixing = {"skipped": _one_line(exc)}
+                mixing = {"skipped": one_line(exc)}
                 break
             seconds[f"mixing/{v}"] = time.perf_counter() - t
 
@@ -452,7 +448,7 @@ def evaluate_bundle(opts: EvalOptions, progress: Progress | None = None) -> Eval
             layout = layout_scores(m.generator, m.net, m.segmenter(), root, steps=opts.steps,
                                    batch_size=opts.batch_size, device=device, max_scenes=opts.mixing_scenes)
         except (InputError, CheckpointError) as exc:
-            layout = {"skipped": _one_line(exc)}
+            layout = {"skipped": one_line(exc)}
         seconds["layout"] = time.perf_counter() - t
 
     # Text edits against the synthetic ground truth.

@@ -204,6 +204,15 @@ def mixing_scores(G, net, root: Path, *, steps: int = 5, batch_size: int = 8, de
 
 
 @torch.no_grad()
+def read_maps(segmenter, img: torch.Tensor, resolution: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The segmenter's class ids [N, R, R] (on the CPU) of images [N, 3, R, R], at `resolution` (nearest)."""
+    pred = segmenter.predict(img.to(device).float().clamp(-1, 1))
+    if pred.shape[-1] != resolution:
+        pred = torch.nn.functional.interpolate(pred[:, None].float(), size=(resolution, resolution),
+                                               mode="nearest")[:, 0].long()
+    return pred.cpu()
+
+
 def layout_scores(G, net, segmenter, root: Path, *, steps: int = 5, batch_size: int = 8,
                   device: torch.device | str = "cpu", max_scenes: int | None = None) -> dict[str, Any]:
     """Does the seg map steer the layout? For every ordered pair (A, B), A != B, of the validation scenes that
@@ -229,10 +238,7 @@ def layout_scores(G, net, segmenter, root: Path, *, steps: int = 5, batch_size: 
     inv = Inversion.cat(invs)
 
     def read(img: torch.Tensor) -> torch.Tensor:
-        pred = segmenter.predict(img.to(device).float().clamp(-1, 1))
-        if pred.shape[-1] != r:
-            pred = torch.nn.functional.interpolate(pred[:, None].float(), size=(r, r), mode="nearest")[:, 0].long()
-        return pred.cpu()
+        return read_maps(segmenter, img, r, device)
 
     n = segmenter.cfg.num_classes
     cm = {k: torch.zeros(n, n, dtype=torch.long) for k in ("edit", "b_input", "b_reconstruction", "a_reconstruction")}

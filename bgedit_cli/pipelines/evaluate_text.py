@@ -39,17 +39,16 @@ Functions only: nothing printed or written.
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from bgedit_cli.bundle import BUNDLE_FILES
 from bgedit_cli.checkpoint import file_sha256, load_network
+from bgedit_cli.data.captions import METADATA, read_captions
 from bgedit_cli.data.synth import CLASS_IDS, STYLE_NAMES
 from bgedit_cli.errors import CheckpointError, InputError
 from bgedit_cli.io import load_image
@@ -57,7 +56,7 @@ from bgedit_cli.latent import Inversion
 from bgedit_cli.losses.weights import MissingWeightsError
 from bgedit_cli.metrics.pairwise import l2
 from bgedit_cli.metrics.segmentation import confusion_matrix, segmentation_scores
-from bgedit_cli.pipelines.evaluate_mixing import MIX_NAME
+from bgedit_cli.pipelines.evaluate_mixing import MIX_NAME, read_maps
 from bgedit_cli.pipelines.invert import load_item, run_inversion
 from bgedit_cli.pipelines.models import Models, load_clip
 from bgedit_cli.pipelines.text_edit import text_edit
@@ -120,14 +119,9 @@ def water_fraction(maps: torch.Tensor, classes: Sequence[int] = WATER_CLASSES) -
 
 def scene_metadata(root: Path) -> tuple[dict[str, dict[str, Any]], str | None]:
     """{scene: its metadata.jsonl record} (synthetic data: content, style) and the file's path (None: absent)."""
-    for path in (Path(root) / "metadata.jsonl", Path(root).parent / "metadata.jsonl"):
-        if path.is_file():
-            records = {}
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    records[rec["file"]] = rec
-            return records, str(path)
+    for folder in (Path(root), Path(root).parent):
+        if (folder / METADATA).is_file():
+            return read_captions(folder), str(folder / METADATA)
     return {}, None
 
 
@@ -157,7 +151,7 @@ def take(inv: Inversion, index: Sequence[int], device: torch.device) -> Inversio
 # The text model.
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
@@ -178,7 +172,7 @@ def load_text_model(bundle: Path, m: Models, clip: Path | None = None, text: Pat
     try:
         encoder = load_clip(bundle, clip_file, m.device)
     except MissingWeightsError as exc:
-        return {"editor": None, "reason": f"the text model's CLIP is missing: {_one_line(exc)}"}
+        return {"editor": None, "reason": f"the text model's CLIP is missing: {one_line(exc)}"}
     editor.check_clip(encoder)
     return {"editor": editor, "clip": encoder, "path": path, "reason": None}
 
@@ -222,7 +216,7 @@ def text_result(text: dict[str, Any], m: Models, root: Path, *, steps: int, batc
     try:
         segmenter = m.segmenter()
     except (CheckpointError, InputError) as exc:
-        seg_reason = f"no segmenter: {_one_line(exc)}"
+        seg_reason = f"no segmenter: {one_line(exc)}"
 
     ocean: list[str] = []
     ocean_reason = None
@@ -307,10 +301,7 @@ def text_edit_scores(m: Models, editor, encoder, root: Path, scenes: Sequence[st
         for mode in modes}
 
     def read(img: torch.Tensor) -> torch.Tensor:
-        pred = segmenter.predict(img.to(device).float().clamp(-1, 1))
-        if pred.shape[-1] != r:
-            pred = F.interpolate(pred[:, None].float(), size=(r, r), mode="nearest")[:, 0].long()
-        return pred.cpu()
+        return read_maps(segmenter, img, r, device)
 
     def edit(sub: Inversion, emb: torch.Tensor, alpha: float | None) -> torch.Tensor:
         return text_edit(G, sub, editor, emb, alpha=alpha, seed=seed).float()
