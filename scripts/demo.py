@@ -85,7 +85,9 @@ def check_bundle(bundle: Path) -> None:
     if not bundle.is_dir():
         raise DemoError(f"no model bundle at {bundle}. Train the demo bundle with `make demo-train` or give "
                         "--bundle DIR.")
-    missing = [f"{name}.safetensors" for name in NEEDED if not (bundle / f"{name}.safetensors").is_file()]
+    from bgedit_cli.bundle import BUNDLE_FILES
+
+    missing = [BUNDLE_FILES[name] for name in NEEDED if not (bundle / BUNDLE_FILES[name]).is_file()]
     if missing:
         raise DemoError(f"the bundle {_short(str(bundle))} is not complete: {', '.join(missing)} "
                         f"{'is' if len(missing) == 1 else 'are'} missing. Train the missing stages with "
