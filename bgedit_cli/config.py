@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from typing import Any, TypeVar
 
@@ -66,8 +67,9 @@ class Config:
 
 
 def _coerce(hint: Any, value: Any) -> Any:
-    """JSON turns tuples into lists; turn them back where the field is a tuple."""
-    origin = typing.get_origin(hint)
-    if origin is tuple and isinstance(value, list):
-        return tuple(value)
-    return value
+    """JSON turns tuples into lists; turn them back where the field is a tuple (or an optional tuple)."""
+    if not isinstance(value, list):
+        return value
+    hints = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    return tuple(value) if any(typing.get_origin(h) is tuple for h in hints) else value

@@ -136,6 +136,49 @@ def test_the_loss_moves_the_edit_toward_the_prompt(base_bundle, scenes, tmp_path
     assert float(stage.losses(codes, prompt, eps)[1]["clip"].detach()) < first - 0.01
 
 
+def test_layout_term_applies_to_layout_keeping_prompts_only(base_bundle, scenes, tmp_path, cli):
+    """--layout-lambda: the segmenter's reading of the edit is pulled toward the reconstruction's for the prompts
+    of --keep-layout (default: the trained style names), and only for those; the setting is kept on resume."""
+    from bgedit_cli.checkpoint import file_sha256, load_network
+    from bgedit_cli.nn.clip_model import ClipEncoder
+    from bgedit_cli.training.common import read_log
+    from bgedit_cli.training.configs import TextTrainConfig
+    from bgedit_cli.training.runner import StageRun
+    from bgedit_cli.training.text import TextStage, TextTrainOptions, sample_codes
+
+    G = load_network(base_bundle / "generator.safetensors", "generator").requires_grad_(False)
+    S = load_network(base_bundle / "segmenter.safetensors", "segmenter").eval().requires_grad_(False)
+    encoder = ClipEncoder(load_network(base_bundle / "clip.safetensors", "clip"), name="clip",
+                          sha256=file_sha256(base_bundle / "clip.safetensors"))
+    cfg = TextTrainConfig.for_preset("tiny", prompts=("snow", "ocean"), layout_lambda=1.0)
+    assert cfg.layout_prompts() == ("snow",)  # "ocean" may move the layout
+    run = StageRun.open("text", tmp_path / "unit", device="cpu", resume=False)
+    codes = sample_codes(G, 4, seed=0, truncation=0.7, device=torch.device("cpu"))
+    stage = TextStage(cfg, TextTrainOptions(data=scenes, bundle=tmp_path / "unit", device="cpu"), run, G, "sha",
+                      encoder, codes, codes[:2], {}, S)
+    eps = torch.zeros(4, G.cfg.num_ws, G.cfg.w_dim)
+    ocean_only = stage.losses(codes, torch.tensor([1, 1, 1, 1]), eps)[1]
+    assert float(ocean_only["layout"].detach()) == 0.0
+    loss, terms, _ = stage.losses(codes, torch.tensor([0, 0, 1, 1]), eps)
+    assert float(terms["layout"].detach()) > 0
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in stage.params)
+
+    bundle = new_bundle(base_bundle, tmp_path / "b")
+    result = train(cli, scenes, bundle, "--steps", "2", "--layout-lambda", "0.5", "--latents", "samples")
+    assert result.exit_code == 0, (result.output, result.exception)
+    (run_dir,) = run_dirs(bundle)
+    assert all("train/layout" in r for r in read_log(run_dir / "log.jsonl") if "train/loss" in r)
+    prov = load_network(bundle / "text.safetensors", "text").provenance
+    assert "--layout-lambda 0.5" in prov["command"]
+    again = train(cli, scenes, bundle, "--resume", "--steps", "3", "--keep-layout", "night")
+    assert_clean_error(again, "--keep-layout night differs")
+    assert_clean_error(train(cli, scenes, bundle, "--force", "--keep-layout", "fog", "--layout-lambda", "1"),
+                       "--keep-layout: fog not among the trained prompts")
+    assert_clean_error(train(cli, scenes, bundle, "--force", "--prompts", "ocean", "--layout-lambda", "1"),
+                       "no trained prompt keeps the layout")
+
+
 def test_no_text_encoder_holds_no_text_encoder_weights(base_bundle, scenes, tmp_path, cli):
     from bgedit_cli.checkpoint import load_network, read_checkpoint
 

@@ -35,6 +35,8 @@ def train_text(
     sim_lambda: Annotated[Optional[float], config_option(Cfg, "sim_lambda", min=0.0)] = None,
     latent_lambda: Annotated[Optional[float], config_option(Cfg, "latent_lambda", min=0.0)] = None,
     direction_lambda: Annotated[Optional[float], config_option(Cfg, "direction_lambda", min=0.0)] = None,
+    layout_lambda: Annotated[Optional[float], config_option(Cfg, "layout_lambda", min=0.0)] = None,
+    keep_layout: Annotated[Optional[str], config_option(Cfg, "keep_layout")] = None,
     latents: Annotated[Optional[str], config_option(Cfg, "latent_source", "--latents")] = None,
     num_latents: Annotated[Optional[int], config_option(Cfg, "num_latents", min=1)] = None,
     clip: Annotated[Optional[Path], typer.Option(
@@ -79,7 +81,10 @@ def train_text(
     overrides = {"prompts": prompt_list, "text_encoder": False if no_text_encoder else None, "alpha": alpha,
                  "condition": condition, "steps": steps, "batch_size": batch_size, "lr": lr,
                  "clip_lambda": clip_lambda, "sim_lambda": sim_lambda, "latent_lambda": latent_lambda,
-                 "direction_lambda": direction_lambda, "latent_source": latents, "num_latents": num_latents,
+                 "direction_lambda": direction_lambda, "layout_lambda": layout_lambda,
+                 "keep_layout": None if keep_layout is None else tuple(p.strip() for p in keep_layout.split(",")
+                                                                       if p.strip()),
+                 "latent_source": latents, "num_latents": num_latents,
                  "seed": seed}
     opts = TextTrainOptions(data=data, bundle=resolve_bundle(model), preset=preset, overrides=overrides, clip=clip,
                             moco=moco, generator=generator, inversion=inversion, resume=resume, device=device,

@@ -297,6 +297,12 @@ class TextTrainConfig(StageConfig):
     latent_lambda: float = _field(0.0, "weight of the latent L2 |ws' - ws|^2 (StyleCLIP uses 0.8)")
     direction_lambda: float = _field(0.0, "weight of a directional CLIP loss: the image change should point "
                                            "along the prompt's difference from the neutral prompt")
+    layout_lambda: float = _field(0.0, "weight of a layout term: the bundle's segmenter should read the edit "
+                                       "as it reads the reconstruction (cross-entropy against the "
+                                       "reconstruction's classes), for the prompts of --keep-layout")
+    keep_layout: tuple[str, ...] | None = _field(None, "prompts whose edits must keep the layout (comma "
+                                                       "separated; default: the trained prompts that are "
+                                                       "synthetic style names)")
     latent_source: str = _field("inversion", "training codes: inversion (the training split inverted with the "
                                              "bundle's inversion model), samples (the generator's) or both")
     num_latents: int = _field(2000, "number of training codes")
@@ -314,8 +320,20 @@ class TextTrainConfig(StageConfig):
             raise InputError(f"--latents {self.latent_source}: expected one of {', '.join(LATENT_SOURCES)}.")
         if self.condition not in MAPPER_CONDITIONS:
             raise InputError(f"--condition {self.condition}: expected one of {', '.join(MAPPER_CONDITIONS)}.")
-        if min(self.clip_lambda, self.sim_lambda, self.latent_lambda, self.direction_lambda) < 0:
+        if min(self.clip_lambda, self.sim_lambda, self.latent_lambda, self.direction_lambda, self.layout_lambda) < 0:
             raise InputError("loss weights must not be negative.")
+        unknown = [p for p in self.keep_layout or () if p not in self.prompts]
+        if unknown:
+            raise InputError(f"--keep-layout: {', '.join(unknown)} not among the trained prompts "
+                             f"({', '.join(self.prompts)}).")
+
+    def layout_prompts(self) -> tuple[str, ...]:
+        """The prompts the layout term applies to: `keep_layout`, else the trained synthetic style names."""
+        from bgedit_cli.data.synth import STYLE_NAMES
+
+        if self.keep_layout is not None:
+            return tuple(self.keep_layout)
+        return tuple(p for p in self.prompts if p in STYLE_NAMES)
 
     def command(self, data: Path, bundle: Path, world_size: int = 1) -> str:
         prompts = ",".join(self.prompts).replace('"', '\\"')
@@ -324,7 +342,10 @@ class TextTrainConfig(StageConfig):
                 f"--alpha {self.alpha:g} --condition {self.condition} --latents {self.latent_source} "
                 f"--num-latents {self.num_latents} --clip-lambda {self.clip_lambda:g} "
                 f"--sim-lambda {self.sim_lambda:g} --latent-lambda {self.latent_lambda:g} "
-                f"--direction-lambda {self.direction_lambda:g}" + ("" if self.text_encoder else " --no-text-encoder"))
+                f"--direction-lambda {self.direction_lambda:g}"
+                + (f" --layout-lambda {self.layout_lambda:g}" if self.layout_lambda else "")
+                + (f" --keep-layout \"{','.join(self.keep_layout)}\"" if self.keep_layout is not None else "")
+                + ("" if self.text_encoder else " --no-text-encoder"))
 
 
 @dataclasses.dataclass(frozen=True)

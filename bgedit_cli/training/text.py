@@ -12,6 +12,11 @@ is paired with a prompt drawn independently of it, and one step is (paper eq. 3 
     ws' = ws + alpha * M(ws, t) + (1 - alpha) * (mu(t) + sigma(t) * eps)      # t: the prompt's CLIP embedding
     L = clip_lambda * (1 - cos(CLIP_img(G(ws')), t)) + sim_lambda * L_sim(G(ws'), G(ws))
         [+ latent_lambda * |ws' - ws|^2] [+ direction_lambda * (1 - cos(CLIP_img(G(ws')) - CLIP_img(G(ws)), t - t0))]
+        [+ layout_lambda * CE(S(G(ws')), argmax S(G(ws)))]     # only for the prompts of --keep-layout
+
+The layout term (`--layout-lambda`, in the spirit of HairCLIP's background loss with a face parser) asks the
+bundle's frozen segmenter S to read a restyle as it reads the unedited image; prompts that should move the
+layout ("ocean") are left out of it, so the mapper learns per prompt whether to keep the map.
 
 `L_sim` is MoCo v2 similarity when `moco_v2_800ep_pretrain.pth.tar` is found, else the CLIP image tower as a
 stated stand-in (the log's start record and the file's provenance say which). Only the text editor is updated.
@@ -37,6 +42,7 @@ from bgedit_cli.errors import InputError
 from bgedit_cli.io import image_columns, one_hot_seg, save_png
 from bgedit_cli.losses.clip_loss import build_similarity_loss, clip_loss
 from bgedit_cli.nn.clip_model import ClipEncoder
+from bgedit_cli.nn.segmenter import Segmenter
 from bgedit_cli.nn.stylegan2 import Generator
 from bgedit_cli.nn.text_encoder import TextEditor, build_text_editor
 from bgedit_cli.pipelines.invert import initial_codes, render
@@ -146,9 +152,11 @@ class TextStage(StageBase):
     name = kind = resume_args = STAGE
 
     def __init__(self, cfg: TextTrainConfig, opts: TextTrainOptions, run: StageRun, G: Generator, g_sha: str,
-                 encoder: ClipEncoder, codes: torch.Tensor, val_codes: torch.Tensor, codes_info: dict) -> None:
+                 encoder: ClipEncoder, codes: torch.Tensor, val_codes: torch.Tensor, codes_info: dict,
+                 segmenter: Segmenter | None = None) -> None:
         super().__init__(cfg, opts, run)
         self.G, self.g_sha, self.encoder, self.codes_info = G, g_sha, encoder, codes_info
+        self.segmenter = segmenter
         self.dataset, self.val_codes = Codes(codes), val_codes
         if len(self.dataset) < cfg.batch_size:
             raise InputError(f"{len(self.dataset)} training code(s), fewer than one batch of {cfg.batch_size}; "
@@ -163,6 +171,8 @@ class TextStage(StageBase):
             condition=cfg.condition, alpha=cfg.alpha, clip_name=encoder.name, clip_sha256=encoder.sha256,
             generator_sha256=g_sha).to(self.device).train()
         self.neutral_emb = encoder.encode_text([self.editor.cfg.neutral_prompt]).detach()
+        keep = set(cfg.layout_prompts())
+        self.keep_layout = torch.tensor([p in keep for p in cfg.prompts], device=self.device)
         self.editor.set_prompts(self.prompt_embs.cpu().to(self.editor.prompt_embs), self.neutral_emb[0])
         self.sim_loss, self.sim_name = build_similarity_loss(encoder, opts.moco, device=self.device)
         self.params = [p for p in self.editor.parameters() if p.requires_grad]
@@ -202,10 +212,23 @@ class TextStage(StageBase):
             change = self.encoder.encode_image(img) - recon_f
             direction = F.normalize(emb - self.neutral_emb, dim=1)
             terms["direction"] = (1 - F.cosine_similarity(change, direction, dim=1)).mean()
+        if cfg.layout_lambda > 0 and self.segmenter is not None:
+            terms["layout"] = self.layout_loss(img, recon, self.keep_layout[prompt])
         weights = {"clip": cfg.clip_lambda, "sim": cfg.sim_lambda, "latent": cfg.latent_lambda,
-                   "direction": cfg.direction_lambda}
+                   "direction": cfg.direction_lambda, "layout": cfg.layout_lambda}
         loss = sum(weights[k] * v for k, v in terms.items())
         return loss, terms, img
+
+    def layout_loss(self, img: torch.Tensor, recon: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Mean per-pixel cross-entropy of the segmenter's reading of the edits `img` against its classes for the
+        reconstructions `recon`, over the samples whose prompt keeps the layout (`keep` [N] bool); the mean
+        over the whole batch, so the term's weight does not depend on how many such samples a batch drew."""
+        with torch.no_grad(), autocast(self.device, self.precision):
+            target = self.segmenter(recon).argmax(dim=1)
+        with autocast(self.device, self.precision):
+            logits = self.segmenter(img).float()
+        ce = F.cross_entropy(logits, target, reduction="none").mean(dim=(1, 2))
+        return (ce * keep.float()).mean()
 
     def train_step(self, step: int, batches: DataStream) -> tuple[dict[str, Any], dict[str, float], int]:
         ws = batches.next()["ws"].to(self.device, non_blocking=True)
@@ -278,6 +301,12 @@ def train_text(opts: TextTrainOptions) -> dict[str, Any]:
     G = load_network(g_path, "generator", run.device).eval().requires_grad_(False)
     g_sha = file_sha256(g_path)
     encoder = load_clip(run.bundle, opts.clip, run.device)
+    segmenter = None
+    if cfg.layout_lambda > 0:
+        if not cfg.layout_prompts():
+            raise InputError("--layout-lambda: no trained prompt keeps the layout; name them with --keep-layout.")
+        segmenter = load_network(bundle_file(run.bundle, "segmenter"), "segmenter", run.device)
+        segmenter = segmenter.eval().requires_grad_(False)
     if run.state is not None:
         for what, saved, now in (("generator", run.state["generator_sha256"], g_sha),
                                  ("CLIP", run.state["clip_sha256"], encoder.sha256)):
@@ -290,5 +319,5 @@ def train_text(opts: TextTrainOptions) -> dict[str, Any]:
                                  opts.inversion, run.device, run.d)
     val_codes, _ = training_codes(cfg, G, g_sha, run.bundle, opts.data, "validation", VAL_CODES, opts.inversion,
                                   run.device, run.d)
-    stage = TextStage(cfg, opts, run, G, g_sha, encoder, codes, val_codes, info)
+    stage = TextStage(cfg, opts, run, G, g_sha, encoder, codes, val_codes, info, segmenter)
     return run.fit(stage, cfg, opts)
