@@ -162,6 +162,17 @@ def text_tables(text: dict[str, Any]) -> list[Table]:
             if ocean and f'"ocean": {ocean["skipped"]}' not in notes:
                 notes.append(f'"ocean": {ocean["skipped"]}')
         rows.append(cells)
+    reference = text.get("layout_reference") or {}
+    labels = {"ground_truth": "reference: ground-truth restyle vs input scene",
+              "inverted_ground_truth": "reference: inverted ground-truth restyle vs reconstruction"}
+    if rows and reference and "skipped" not in reference:
+        pairs = rows[0][3] if rows[0][3] != "n/a" else ""
+        rows += [[labels[k], _fmt(v["miou"], ".3f"), _fmt(v["pixel_acc"], ".3f"), pairs] + [""] * 4
+                 for k, v in reference.items() if k in labels]
+        notes.append("references: the segmenter on each pair's ground-truth restyle against its reading of the "
+                     "input scene (how style-invariant it is on true renders), and on the inversion of that "
+                     "restyle against the reconstruction (what a perfect restyle scores through this inversion "
+                     "and generator)")
     if rows:
         targets = text.get("targets", {})
         notes = [f"layout: the segmenter's map of each trained-prompt edit vs its map of the reconstruction (mIoU "

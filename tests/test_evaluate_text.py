@@ -172,8 +172,13 @@ def test_every_text_measure_appears_with_sane_values(scenes, bundle):
     wording = next(t for t in result_tables(out) if "prompt wordings" in t.title)
     assert any(row[0] == '"moonlit" (night)' for row in wording.rows)
     assert any(row[0].startswith("shuffled") for row in wording.rows) and "L2 recon − edit ↑" in wording.headers
+    n = next(iter(text["modes"].values()))["all"]["pairs"]
+    reference = text["layout_reference"]
+    assert set(reference) == {"ground_truth", "inverted_ground_truth"}
+    assert all(0 <= v["miou"] <= 1 and v["num_pixels"] == n * 16 * 16 for v in reference.values())
     kept = next(t for t in result_tables(out) if "layout kept" in t.title)
-    assert len(kept.rows) == 2 and all("n/a" not in row for row in kept.rows)
+    assert len(kept.rows) == 4 and all("n/a" not in row for row in kept.rows)
+    assert [row[0].split(":")[0] for row in kept.rows[2:]] == ["reference"] * 2
 
 
 def test_ocean_scenes_are_the_first_without_sea_and_the_share_rises_when_the_edit_is_sea(scenes, bundle,

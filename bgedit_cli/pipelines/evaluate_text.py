@@ -17,7 +17,11 @@ mapper alone, the comparison of the paper's Fig. 8) gets, in one pass over batch
 - **layout** (`layout`): the bundle's segmenter reads every trained-prompt edit and its reconstruction; mIoU of
   the edit's map against the reconstruction's over the pixels of all edited pairs (standard mIoU:
   `metrics.segmentation`, per-class IoU, mean over the classes present). A restyle should keep the layout;
-  target >= 0.7 (`TARGETS`);
+  target >= 0.7 (`TARGETS`). Two references on the same pairs, once (`layout_reference`): the segmenter on
+  the ground-truth restyle against its reading of the input scene (`ground_truth`: how style-invariant the
+  segmenter is on true renders), and on the inversion of the ground-truth restyle (with the scene's map)
+  against the reconstruction (`inverted_ground_truth`: what a perfect restyle scores once it goes through
+  this inversion and generator; the edits cannot be expected to beat it by much);
 - **"ocean"** (`ocean`, when "ocean" is a trained prompt): the first `ocean_scenes` validation scenes whose
   metadata says there is no sea (water none, lake, pond or river) are edited with "ocean"; the segmenter reads
   edit and reconstruction, and `rise` is the share of images whose water pixel fraction (sea + water + river,
@@ -306,6 +310,9 @@ def text_edit_scores(m: Models, editor, encoder, root: Path, scenes: Sequence[st
     def edit(sub: Inversion, emb: torch.Tensor, alpha: float | None) -> torch.Tensor:
         return text_edit(G, sub, editor, emb, alpha=alpha, seed=seed).float()
 
+    ref = None if segmenter is None else {
+        k: torch.zeros(segmenter.cfg.num_classes, segmenter.cfg.num_classes, dtype=torch.long)
+        for k in ("ground_truth", "inverted_ground_truth")}
     left_out = 0
     for start in range(0, len(todo), batch_size):
         names = todo[start:start + batch_size]
@@ -325,6 +332,15 @@ def text_edit_scores(m: Models, editor, encoder, root: Path, scenes: Sequence[st
                         pairs.append((i, si))
         gts = [load_image(folder / f"{names[i]}__{styles[si]}.png", r) for i, si in pairs]
         ocean_idx = [i for i, name in enumerate(names) if name in ocean_set]
+        if ref is not None and pairs:
+            inputs = read(torch.stack([load_image(base / "images" / "validation" / f"{n}.png", r) for n in names]))
+            idx = [i for i, _ in pairs]
+            ref["ground_truth"] += confusion_matrix(read(torch.stack(gts)), inputs[idx], ref["ground_truth"].shape[0])
+            inv_gt, _ = invert_files(m, [folder / f"{names[i]}__{styles[si]}.png" for i, si in pairs],
+                                     [base / "annotations" / "validation" / f"{names[i]}.png" for i, _ in pairs],
+                                     steps, batch_size)
+            ref["inverted_ground_truth"] += confusion_matrix(read(inv_gt.images), recon_maps[idx],
+                                                             ref["inverted_ground_truth"].shape[0])
         for mode, alpha in modes.items():
             a = acc[mode]
             for p0 in range(0, len(pairs), batch_size):
@@ -364,7 +380,11 @@ def text_edit_scores(m: Models, editor, encoder, root: Path, scenes: Sequence[st
                            "same_style_pairs_left_out": left_out, "targets": dict(TARGETS),
                            "unseen_prompts": unseen, "shuffled_prompts": None if perm is None else
                            {s: styles[perm[si]] for si, s in enumerate(styles)},
-                           "combined_prompts": COMBINED_NOTE, "ocean_scenes": len(ocean_set), "modes": {}}
+                           "combined_prompts": COMBINED_NOTE, "ocean_scenes": len(ocean_set),
+                           "layout_reference": {"skipped": segmenter_reason or "no segmenter"} if ref is None else
+                           {k: segmentation_scores(v) for k, v in ref.items()} if int(ref["ground_truth"].sum())
+                           else {"skipped": "no edited pairs"},
+                           "modes": {}}
     for mode, alpha in modes.items():
         a = acc[mode]
         matched = a["matched"]
