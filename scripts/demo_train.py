@@ -7,7 +7,12 @@ Stages, in order (each a `bgedit` command, echoed so it can be copied):
               trained on)
   segmenter   bgedit train segmenter
   generator   bgedit train generator (the long one: hours on 2 CPU cores)
-  inversion   bgedit train inversion --variant proposed, then --variant baseline
+  inversion   bgedit train inversion --variant proposed (encoders, then hypernetworks)
+  inversion-hypernets
+              bgedit train inversion --init-from BUNDLE/inversion.safetensors: the hypernetworks trained longer,
+              encoders frozen (in WORK/hypernets/; its file then replaces BUNDLE/inversion.safetensors)
+  inversion-baseline
+              bgedit train inversion --variant baseline
   clip        bgedit train clip
   text        bgedit train text (six style names + content prompts)
 A stage whose bundle file exists and that `WORK/progress.json` marks finished is skipped; a stage with a run
@@ -21,6 +26,7 @@ import argparse
 import json
 import platform
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -41,35 +47,54 @@ STAGE_ARGS = {
                       "--encoder-fraction", "0.7", "--seg-layers", "2", "--eval-every", "500",
                       "--snapshot-every", "500"],
         "clip": ["--batch-size", "64", "--lr", "0.0005", "--seed", "0"],
-        "text": ["--prompts", PROMPTS, "--latent-lambda", "0.8", "--seed", "0"],
+        "inversion-hypernets": ["--batch-size", "8", "--lr", "0.0003", "--seed", "1", "--schedule", "phased",
+                                "--encoder-fraction", "0", "--seg-layers", "2", "--eval-every", "500",
+                                "--snapshot-every", "250"],
+        "text": ["--prompts", PROMPTS, "--latent-lambda", "0.8", "--layout-lambda", "0.1", "--seed", "0"],
     },
-    "tiny": {"text": ["--prompts", PROMPTS]},
+    "tiny": {"inversion-hypernets": ["--schedule", "phased", "--encoder-fraction", "0"], "text": ["--prompts", PROMPTS]},
 }
 # (stage, bundle file, arguments after `bgedit`), per preset; {data} and {bundle} are filled in.
 PLANS = {
     "demo": {
         "data": ["data", "synth", "--out", "{data}", "--num", "40000", "--resolution", "64", "--seed", "0",
                  "--val-fraction", "0.025", "--mixing-pairs", "16"],
-        "steps": {"segmenter": 4600, "generator": 40000, "inversion": 5000, "inversion-baseline": 5000,
-                  "clip": 1800, "text": 3000},
+        "steps": {"segmenter": 4600, "generator": 40000, "inversion": 5000, "inversion-hypernets": 7000,
+                  "inversion-baseline": 5000, "clip": 1800, "text": 3000},
     },
     "tiny": {
         "data": ["data", "synth", "--out", "{data}", "--num", "64", "--resolution", "32", "--seed", "0",
                  "--mixing-pairs", "4"],
-        "steps": {"segmenter": 20, "generator": 20, "inversion": 10, "inversion-baseline": 10, "clip": 10,
-                  "text": 6},
+        "steps": {"segmenter": 20, "generator": 20, "inversion": 10, "inversion-hypernets": 6,
+                  "inversion-baseline": 10, "clip": 10, "text": 6},
     },
 }
-STAGES = ("data", "segmenter", "generator", "inversion", "inversion-baseline", "clip", "text")
+STAGES = ("data", "segmenter", "generator", "inversion", "inversion-hypernets", "inversion-baseline", "clip", "text")
 FILES = {"segmenter": "segmenter.safetensors", "generator": "generator.safetensors",
-         "inversion": "inversion.safetensors", "inversion-baseline": "inversion-baseline.safetensors",
-         "clip": "clip.safetensors", "text": "text.safetensors"}
+         "inversion": "inversion.safetensors", "inversion-hypernets": "inversion.safetensors",
+         "inversion-baseline": "inversion-baseline.safetensors", "clip": "clip.safetensors",
+         "text": "text.safetensors"}
+HYPERNETS = "hypernets"  # WORK/hypernets/: the bundle of the inversion-hypernets stage
+
+
+def stage_bundle(stage: str, work: Path) -> Path:
+    """Where a stage reads and writes its bundle files and runs."""
+    return work / (HYPERNETS if stage == "inversion-hypernets" else "bundle")
+
+
+def run_kind(stage: str) -> str:
+    """The name of a stage's run folders (`runs/<kind>-<time>`)."""
+    return "inversion" if stage == "inversion-hypernets" else stage
 
 
 def stage_args(stage: str, preset: str, data: Path, bundle: Path) -> list[str]:
     steps = str(PLANS[preset]["steps"][stage])
     common = ["--data", str(data), "--model", str(bundle), "--preset", preset, "--steps", steps]
     extra = STAGE_ARGS[preset]
+    if stage == "inversion-hypernets":  # `bundle` is WORK/hypernets; it starts from WORK/bundle's inversion
+        first = bundle.parent / "bundle" / FILES["inversion"]
+        return ["train", "inversion", *common, "--variant", "proposed", "--init-from", str(first),
+                *extra.get(stage, [])]
     if stage.startswith("inversion"):
         variant = "baseline" if stage == "inversion-baseline" else "proposed"
         args = [a for a in extra.get("inversion", [])]
@@ -128,13 +153,19 @@ def main() -> None:
                 continue
             cmd = [a.format(data=data) for a in PLANS[args.preset]["data"]]
         else:
-            if entry.get("finished") and (bundle / FILES[stage]).is_file():
+            where = stage_bundle(stage, work)
+            if entry.get("finished") and (where / FILES[stage]).is_file():
                 print(f"[{stage}] finished ({entry.get('minutes', 0):.1f} min); skipped")
                 continue
-            cmd = stage_args(stage, args.preset, data, bundle)
-            if has_state(bundle, stage):
+            if where != bundle:  # the stage's own bundle shares the generator
+                where.mkdir(parents=True, exist_ok=True)
+                link = where / FILES["generator"]
+                if not link.exists():
+                    link.symlink_to((bundle / FILES["generator"]).resolve())
+            cmd = stage_args(stage, args.preset, data, where)
+            if has_state(where, run_kind(stage)):
                 cmd.append("--resume")
-            elif (bundle / FILES[stage]).is_file():
+            elif (where / FILES[stage]).is_file():
                 cmd.append("--force")
             if args.time_limit is not None:
                 cmd += ["--time-limit", str(args.time_limit)]
@@ -158,6 +189,11 @@ def main() -> None:
         if not finished:
             print("Stopped by the time limit: run the script again to continue.")
             return
+        if stage == "inversion-hypernets":  # the longer-trained hypernetworks become the bundle's inversion
+            tmp = bundle / (FILES["inversion"] + ".tmp")
+            shutil.copyfile(where / FILES["inversion"], tmp)
+            tmp.replace(bundle / FILES["inversion"])
+            print(f"[{stage}] copied to {bundle / FILES['inversion']}")
     print(f"The bundle is in {bundle}; progress and timings in {progress_path}.")
 
 
