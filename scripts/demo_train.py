@@ -92,7 +92,7 @@ def stage_args(stage: str, preset: str, data: Path, bundle: Path) -> list[str]:
     common = ["--data", str(data), "--model", str(bundle), "--preset", preset, "--steps", steps]
     extra = STAGE_ARGS[preset]
     if stage == "inversion-hypernets":  # `bundle` is WORK/hypernets; it starts from WORK/bundle's inversion
-        first = bundle.parent / "bundle" / FILES["inversion"]
+        first = stage_bundle("inversion", bundle.parent) / FILES["inversion"]
         return ["train", "inversion", *common, "--variant", "proposed", "--init-from", str(first),
                 *extra.get(stage, [])]
     if stage.startswith("inversion"):

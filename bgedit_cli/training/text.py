@@ -222,13 +222,16 @@ class TextStage(StageBase):
     def layout_loss(self, img: torch.Tensor, recon: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """Mean per-pixel cross-entropy of the segmenter's reading of the edits `img` against its classes for the
         reconstructions `recon`, over the samples whose prompt keeps the layout (`keep` [N] bool); the mean
-        over the whole batch, so the term's weight does not depend on how many such samples a batch drew."""
+        over the whole batch, so the term's weight does not depend on how many such samples a batch drew. The
+        segmenter runs on those samples only."""
+        if not bool(keep.any()):
+            return img.new_zeros(())
+        img, recon = img[keep], recon[keep]
         with torch.no_grad(), autocast(self.device, self.precision):
             target = self.segmenter(recon).argmax(dim=1)
         with autocast(self.device, self.precision):
             logits = self.segmenter(img).float()
-        ce = F.cross_entropy(logits, target, reduction="none").mean(dim=(1, 2))
-        return (ce * keep.float()).mean()
+        return F.cross_entropy(logits, target, reduction="none").mean(dim=(1, 2)).sum() / keep.numel()
 
     def train_step(self, step: int, batches: DataStream) -> tuple[dict[str, Any], dict[str, float], int]:
         ws = batches.next()["ws"].to(self.device, non_blocking=True)
