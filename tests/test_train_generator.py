@@ -274,3 +274,51 @@ def test_diff_augment_is_differentiable_and_p0_is_identity():
         ada.accumulate(-torch.ones(4))
         ada.adjust(step)
     assert ada.p == pytest.approx(0.0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Widths and warm starts.
+
+
+def test_channels_and_init_from_warm_start_g_and_g_ema(cli, scenes, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    result = train(cli, scenes, first, "--steps", "2", "--channels", "32,32,24")
+    assert result.exit_code == 0, (result.output, result.exception)
+    g = load_network(first / "generator.safetensors", "generator")
+    assert g.cfg.channels == (32, 32, 24) and "--channels 32,32,24" in g.provenance["command"]
+
+    # Another network: refused, naming both.
+    assert_clean_error(train(cli, scenes, second, "--steps", "2", "--init-from", first / "generator.safetensors"),
+                       "--init-from", "widths 32,32,24", "widths 32,32,16")
+
+    # Same network: step 0 of the new run is the file's weights (G and G_ema), D is fresh.
+    import bgedit_cli.training.generator as gen
+
+    seen = {}
+    real_step = gen.StyleGAN2Trainer.step
+
+    def spy(self, real, step):
+        if step == 0:
+            seen["G"], seen["G_ema"] = state_hash(self.G), state_hash(self.G_ema)
+        return real_step(self, real, step)
+
+    gen.StyleGAN2Trainer.step = spy
+    try:
+        result = train(cli, scenes, second, "--steps", "2", "--channels", "32,32,24",
+                       "--init-from", first / "generator.safetensors")
+    finally:
+        gen.StyleGAN2Trainer.step = real_step
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert seen["G"] == seen["G_ema"] == state_hash(g)
+    prov = read_checkpoint(second / "generator.safetensors").provenance
+    assert prov["init_from"]["file"] == str((first / "generator.safetensors").resolve())
+    # --resume keeps the record.
+    assert train(cli, scenes, second, "--resume", "--steps", "3").exit_code == 0
+    assert read_checkpoint(second / "generator.safetensors").provenance["init_from"] == prov["init_from"]
+
+
+@pytest.mark.parametrize("widths, fragment", [("32,32", "3 values"), ("32,x", "comma-separated integers"),
+                                              ("32,0,16", "positive widths")])
+def test_bad_channels_are_clean_errors(cli, scenes, tmp_path, widths, fragment):
+    assert_clean_error(train(cli, scenes, tmp_path / "b", "--steps", "2", "--channels", widths), "--channels",
+                       fragment)

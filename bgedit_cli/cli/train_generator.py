@@ -9,6 +9,7 @@ import typer
 
 from bgedit_cli.cli.common import DeviceOpt, ForceOpt, JsonOpt, QuietOpt, ResumeOpt, cli_command, report_training
 from bgedit_cli.cli.train_options import SnapshotEveryOpt, TimeLimitOpt, config_option
+from bgedit_cli.errors import InputError
 from bgedit_cli.training.configs import GeneratorTrainConfig as Cfg
 
 
@@ -27,6 +28,10 @@ def train_generator(
     lr: Annotated[Optional[float], config_option(Cfg, "g_lr", "--lr", min=0.0)] = None,
     r1_gamma: Annotated[Optional[float], config_option(Cfg, "r1_gamma", min=0.0)] = None,
     pl_weight: Annotated[Optional[float], config_option(Cfg, "pl_weight", min=0.0)] = None,
+    channels: Annotated[Optional[str], config_option(Cfg, "channels")] = None,
+    init_from: Annotated[Optional[Path], typer.Option(
+        "--init-from", help="start G and G_ema from this generator file (same network), D fresh: continue a run "
+                            "whose training state is lost")] = None,
     augment: Annotated[Optional[str], config_option(Cfg, "augment")] = None,
     precision: Annotated[str, typer.Option(
         "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 or fp16 (CUDA only)")] = "auto",
@@ -51,12 +56,22 @@ def train_generator(
     from bgedit_cli.training.generator import train_generator as run_training
 
     overrides = {"steps": steps, "batch_size": batch_size, "g_lr": lr, "d_lr": lr, "r1_gamma": r1_gamma,
-                 "pl_weight": pl_weight, "augment": augment, "seed": seed}
+                 "pl_weight": pl_weight, "augment": augment, "seed": seed, "channels": parse_widths(channels)}
     opts = GeneratorTrainOptions(data=data, bundle=resolve_bundle(model), preset=preset, overrides=overrides,
-                                 kimg=kimg, resume=resume, device=device, precision=precision, workers=workers,
+                                 kimg=kimg, init_from=init_from, resume=resume, device=device, precision=precision, workers=workers,
                                  snapshot_every=snapshot_every, time_limit_min=time_limit, force=force,
                                  progress=not quiet)
     report_training(run_training(opts), json_out, quiet, _summary_line)
+
+
+def parse_widths(text: str | None) -> tuple[int, ...] | None:
+    """`--channels 128,128,64,64,64` -> a tuple of ints."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--channels {text}: expected comma-separated integers, e.g. 128,128,64,64,64.") from None
 
 
 def _summary_line(summary: dict) -> str:

@@ -148,6 +148,8 @@ class GeneratorTrainConfig(StageConfig):
                           ema_kimg=10.0, swd_images=2048, swd_patches=4),
     }
 
+    channels: tuple[int, ...] | None = _field(None, "G and D widths per resolution 4..R px, comma-separated "
+                                                    "(e.g. 128,128,64,64,64); default: the preset's network")
     g_lr: float = _field(0.0025, "Adam learning rate of G and D")
     d_lr: float = 0.0025
     r1_gamma: float = _field(0.05, "R1 weight gamma")
@@ -179,6 +181,8 @@ class GeneratorTrainConfig(StageConfig):
             raise ConfigError("intervals and swd_images must be positive.")
         if min(self.g_lr, self.d_lr, self.r1_gamma, self.pl_weight, self.ema_kimg) < 0:
             raise ConfigError("learning rates, gamma, pl_weight and ema_kimg must not be negative.")
+        if self.channels is not None and (not self.channels or min(self.channels) < 1):
+            raise InputError(f"--channels {_short(self.channels)}: expected positive widths, one per resolution.")
 
     @property
     def kimg(self) -> float:
@@ -187,9 +191,10 @@ class GeneratorTrainConfig(StageConfig):
     def command(self, data: Path, bundle: Path, world_size: int = 1, time_limit_min: float | None = None) -> str:
         """The command line that reproduces this run's settings."""
         limit = f" --time-limit {time_limit_min:g}" if time_limit_min is not None else ""
+        widths = f" --channels {_short(self.channels)}" if self.channels is not None else ""
         return (f"{launch(world_size)} train generator --data {data} --model {bundle} --preset {self.preset} "
                 f"--steps {self.steps} --batch-size {self.batch_size} --lr {self.g_lr} --r1-gamma {self.r1_gamma} "
-                f"--pl-weight {self.pl_weight} --augment {self.augment} --seed {self.seed}{limit}")
+                f"--pl-weight {self.pl_weight} --augment {self.augment} --seed {self.seed}{widths}{limit}")
 
 
 INVERSION_VARIANTS = ("proposed", "baseline")

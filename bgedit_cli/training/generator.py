@@ -46,11 +46,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from bgedit_cli.bundle import weights_dir
+from bgedit_cli.checkpoint import file_sha256, load_network
 from bgedit_cli.data.ade20k import ADE20KDataset
-from bgedit_cli.errors import InputError
+from bgedit_cli.errors import ConfigError, InputError
 from bgedit_cli.io import image_grid, save_png
 from bgedit_cli.metrics.swd import SWDReference, SWDSettings
-from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS, Discriminator, DiscriminatorConfig, Generator
+from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from bgedit_cli.runtime import autocast
 from bgedit_cli.training.augment import AdaptiveP, diff_augment
 from bgedit_cli.training.common import Dist, all_gather_objects, all_reduce_mean, sum_over_ranks
@@ -70,10 +71,12 @@ RANK_HASH_ENV = "BGEDIT_DEBUG_RANK_HASH_DIR"
 @dataclasses.dataclass
 class GeneratorTrainOptions(StageOptions):
     """The command line's options (see StageOptions); `kimg` sets the length in images instead of steps;
-    `workers` None: 0 on CPU, 4 on CUDA. Evaluation (SWD, samples) runs with every snapshot."""
+    `workers` None: 0 on CPU, 4 on CUDA; `init_from`: a generator file whose weights start G and G_ema (D starts
+    fresh), for a run whose training state is lost. Evaluation (SWD, samples) runs with every snapshot."""
 
     kimg: float | None = None
     workers: int | None = None
+    init_from: Path | None = None
 
 
 # The options that set a config field under another name.
@@ -89,6 +92,33 @@ def resolve_settings(opts: GeneratorTrainOptions, saved: dict[str, Any] | None) 
     if opts.kimg is not None:
         cfg = cfg.replace(steps=max(1, math.ceil(opts.kimg * 1000 / cfg.batch_size)))
     return cfg
+
+
+def network_config(cfg: GeneratorTrainConfig) -> GeneratorConfig:
+    """The preset's generator, with `--channels` widths where given."""
+    gcfg = GENERATOR_PRESETS[cfg.preset]
+    if cfg.channels is None:
+        return gcfg
+    try:
+        return gcfg.replace(channels=tuple(cfg.channels))
+    except ConfigError as exc:
+        raise InputError(f"--channels {','.join(map(str, cfg.channels))}: {exc}") from None
+
+
+def warm_start(trainer: "StyleGAN2Trainer", path: Path) -> str:
+    """Load G and G_ema (weights and w_avg) from a generator file of the same network; returns its sha256.
+    D keeps its fresh initialization."""
+    start = load_network(path, "generator")
+    if start.cfg != trainer.gcfg:
+        raise InputError(f"--init-from {path}: its network ({_describe(start.cfg)}) differs from this run's "
+                         f"({_describe(trainer.gcfg)}); pass the same --preset and --channels as the file's run.")
+    trainer.G.load_state_dict(start.state_dict())
+    trainer.G_ema.load_state_dict(start.state_dict())
+    return file_sha256(path)
+
+
+def _describe(gcfg: GeneratorConfig) -> str:
+    return f"{gcfg.img_resolution} px, w_dim {gcfg.w_dim}, widths {','.join(map(str, gcfg.channels))}"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -352,7 +382,7 @@ class GeneratorStage(StageBase):
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        self.gcfg = gcfg = GENERATOR_PRESETS[cfg.preset]
+        self.gcfg = gcfg = network_config(cfg)
         self.local_batch = cfg.batch_size // self.d.world_size
         cuda = self.device.type == "cuda"
         self.workers = opts.workers if opts.workers is not None else (min(4, os.cpu_count() or 1) if cuda else 0)
@@ -367,6 +397,10 @@ class GeneratorStage(StageBase):
         # Build networks (same seed on every rank: identical initial weights), then per-rank random streams.
         seed_everything(cfg.seed)
         self.trainer = StyleGAN2Trainer(gcfg, cfg, self.device, self.precision, self.d)
+        self.init_from = None
+        if opts.init_from is not None and run.state is None:  # a resumed run has its own weights
+            self.init_from = {"file": str(Path(opts.init_from).resolve()),
+                              "sha256": warm_start(self.trainer, Path(opts.init_from))}
         seed_everything(rank_seed(cfg.seed, self.d.rank))  # each rank its own latents, noise and augmentations
 
         # Fixed latents for sample grids, fixed reals for SWD (explicit generators: no global RNG draws).
@@ -386,10 +420,11 @@ class GeneratorStage(StageBase):
     # State.
 
     def state_dict(self) -> dict[str, Any]:
-        return self.trainer.state_dict()
+        return {**self.trainer.state_dict(), "init_from": self.init_from}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.trainer.load_state_dict(state)
+        self.init_from = state.get("init_from")
 
     # The step.
 
@@ -428,10 +463,11 @@ class GeneratorStage(StageBase):
 
     def provenance(self, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
         return {"kimg": round(step * self.cfg.batch_size / 1000, 3), "swd": metrics, "fid": fid_status(),
-                "precision": self.precision}
+                "precision": self.precision, "init_from": self.init_from}
 
     def start_record(self) -> dict[str, Any]:
-        return {"generator": self.gcfg.to_dict(), "precision": self.precision, "workers": self.workers}
+        return {"generator": self.gcfg.to_dict(), "precision": self.precision, "workers": self.workers,
+                "init_from": self.init_from}
 
     def summary(self, metrics: dict[str, Any]) -> dict[str, Any]:
         return {"preset": self.cfg.preset, "batch_size": self.cfg.batch_size, "world_size": self.d.world_size,
