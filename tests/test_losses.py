@@ -13,7 +13,7 @@ import torch
 
 from bgedit_cli.errors import CheckpointError, InputError
 from bgedit_cli.losses import HYPERSTYLE_LAMBDAS, InversionLoss, LossLambdas, build_inversion_loss, multiscale_l1
-from bgedit_cli.losses.weights import ALEXNET, MOCO, MissingWeightsError, find_weights
+from bgedit_cli.weights import ALEXNET, MOCO, MissingWeightsError, find_weights
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from bgedit_cli.errors import CheckpointError
-from bgedit_cli.losses.weights import MissingWeightsError
+from bgedit_cli.weights import MissingWeightsError
 from bgedit_cli.metrics import distribution as dm
 from bgedit_cli.metrics import features as fe
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from bgedit_cli import checkpoint
 from bgedit_cli.checkpoint import load_network, save_network
 from bgedit_cli.errors import CheckpointError, ConfigError, InputError
-from bgedit_cli.losses.weights import MissingWeightsError
+from bgedit_cli.weights import MissingWeightsError
 from bgedit_cli.nn.clip_model import (CLIP_MEAN, CLIP_STD, CLIP_VIT_B32, ClipEncoder, ClipModel, clip_config,
                                       contrastive_loss, import_clip, load_clip_encoder, load_openai_clip, preprocess,
                                       tokenize)

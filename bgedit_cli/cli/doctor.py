@@ -13,10 +13,6 @@ import typer
 
 from bgedit_cli.cli.common import JsonOpt, cli_command, print_json
 
-# Digests the publishers give: OpenAI's URL holds the full SHA-256, torch hub file names a SHA-256 prefix, and
-# facebookresearch/moco's README an MD5 prefix.
-PUBLISHED_HASHES = {"alexnet": ("sha256", "7be5be79"), "inception": ("sha256", "6726825d"), "moco": ("md5", "a04e12f8")}
-
 
 @cli_command
 def doctor(
@@ -30,8 +26,9 @@ def doctor(
     """
     from bgedit_cli import __version__
     from bgedit_cli.bundle import bgedit_home, default_bundle
+    from bgedit_cli.weights import weights_status
 
-    report = {"bgedit": __version__, "home": str(bgedit_home()), "weights": weights_report(verify),
+    report = {"bgedit": __version__, "home": str(bgedit_home()), "weights": weights_status(verify),
               "bundle": bundle_report(default_bundle()), "system": system_report()}
     if json_out:
         print_json(report)
@@ -41,31 +38,6 @@ def doctor(
 
 # ----------------------------------------------------------------------------------------------------------
 # Collect.
-
-
-def weights_report(verify: bool = False) -> list[dict[str, Any]]:
-    """Each auxiliary weight file: found (path) or missing, with its expected place, source and published hash."""
-    from bgedit_cli.checkpoint import file_digest
-    from bgedit_cli.losses.weights import ALEXNET, MOCO, MissingWeightsError, find_weights, search_dirs
-    from bgedit_cli.metrics.features import INCEPTION, openai_clip_sha256
-    from bgedit_cli.nn.clip_model import CLIP_VIT_B32
-
-    published = {**PUBLISHED_HASHES, "clip": ("sha256", openai_clip_sha256())}
-    rows = []
-    for spec in (CLIP_VIT_B32, ALEXNET, INCEPTION, MOCO):
-        try:
-            found: Path | None = find_weights(spec)
-        except MissingWeightsError:
-            found = None
-        dirs = search_dirs(spec)
-        algo, digest = published[spec.key]
-        row = {"key": spec.key, "file": spec.names[0], "what": spec.what, "found": str(found) if found else None,
-               "expected": str(dirs[0] / spec.names[0]), "searched": [str(d) for d in dirs], "source": spec.source,
-               "option": spec.option, "published_hash": f"{algo}:{digest}", "hash_ok": None}
-        if verify and found is not None:
-            row["hash_ok"] = file_digest(found, algo).startswith(digest)
-        rows.append(row)
-    return rows
 
 
 def bundle_report(bundle: Path) -> dict[str, Any]:
@@ -133,14 +105,16 @@ def print_tables(report: dict[str, Any]) -> None:
     console.print(f"bgedit {report['bgedit']}   BGEDIT_HOME={report['home']}")
 
     table = Table(title="Auxiliary weights", title_justify="left")
-    for col in ("file", "status", "place", "source / published hash"):
+    for col in ("file", "name", "status", "place", "source / published hash"):
         table.add_column(col, overflow="fold")
     for w in report["weights"]:
         status = "[green]found[/]" if w["found"] else "[red]missing[/]"
         if w["hash_ok"] is not None:
-            status += " [green]hash ok[/]" if w["hash_ok"] else " [red]hash mismatch[/]"
-        place = w["found"] or f"put it at {w['expected']} (or {w['option']} FILE)"
-        table.add_row(w["file"], status, place, f"{w['source']}\n{w['published_hash']}")
+            status += (f" [green]verified[/] ({w['verified']})" if w["hash_ok"] else
+                       f" [red]hash mismatch[/] ({w['verified']})")
+        place = w["found"] or (f"put it at {w['expected']}\n(`bgedit weights fetch {w['key']}` or "
+                               f"{w['option']} FILE)")
+        table.add_row(w["file"], w["key"], status, place, f"{w['source']}\n{w['published_hash']}")
     console.print(table)
 
     bundle = report["bundle"]

@@ -47,7 +47,7 @@ def build_similarity_loss(encoder: nn.Module, moco: str | Path | None = None, *,
     """(L_sim, name): MoCo v2 (`"moco-v2"`) from `moco` or `$BGEDIT_HOME/weights/`, else the CLIP image tower
     (`"clip-image (no MoCo v2 file)"`). A `moco` path that is given but missing is an error, not a fallback."""
     from bgedit_cli.losses.moco import build_moco
-    from bgedit_cli.losses.weights import MissingWeightsError
+    from bgedit_cli.weights import MissingWeightsError
 
     try:
         return build_moco(moco, device), "moco-v2"

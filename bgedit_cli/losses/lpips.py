@@ -3,7 +3,7 @@
 The network is the `lpips` package's own `LPIPS(net="alex", version="0.1")`, built with `pnet_rand=True,
 pretrained=False` so that neither torchvision nor lpips loads or downloads anything; then
 - the AlexNet trunk gets torchvision's ImageNet weights from `alexnet-owt-7be5be79.pth` (`features.{0,3,6,8,10}`
-  -> `net.slice{1..5}.{i}`), found by `bgedit_cli.losses.weights.find_weights(ALEXNET, override)`;
+  -> `net.slice{1..5}.{i}`), found by `bgedit_cli.weights.find_weights(ALEXNET, override)`;
 - the five linear layers get the package's shipped `lpips/weights/v0.1/alex.pth`.
 Both files are read with `torch.load(weights_only=True)`. The module is frozen (eval mode, no parameter
 gradients); gradients still flow to its inputs, so it serves as a loss and as a metric.
@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from bgedit_cli.errors import CheckpointError, InputError
-from bgedit_cli.losses.weights import ALEXNET, find_weights, load_torch_file, lpips_linear_layers_file
 from bgedit_cli.nn.ops import assert_shape
+from bgedit_cli.weights import ALEXNET, find_weights, load_torch_file, lpips_linear_layers_file
 
 MIN_SIZE = 32
 _TRUNK = {0: "slice1", 3: "slice2", 6: "slice3", 8: "slice4", 10: "slice5"}  # torchvision features.i -> lpips slice
@@ -82,6 +82,8 @@ class LPIPS(nn.Module):
         return self.net(x.float(), y.float()).flatten()
 
 
-def build_lpips(alexnet: str | Path | None = None, device: str | torch.device = "cpu") -> LPIPS:
-    """LPIPS-Alex with the AlexNet file from `alexnet` or the standard places (MissingWeightsError if absent)."""
-    return LPIPS(find_weights(ALEXNET, alexnet)).to(device)
+def build_lpips(alexnet: str | Path | None = None, device: str | torch.device = "cpu", *,
+                purpose: str | None = None) -> LPIPS:
+    """LPIPS-Alex with the AlexNet file from `alexnet` or the standard places (MissingWeightsError naming
+    `purpose` if absent)."""
+    return LPIPS(find_weights(ALEXNET, alexnet, purpose=purpose)).to(device)

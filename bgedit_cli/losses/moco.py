@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bgedit_cli.errors import CheckpointError
-from bgedit_cli.losses.weights import MOCO, find_weights, load_torch_file
 from bgedit_cli.nn.ops import assert_shape
+from bgedit_cli.weights import MOCO, find_weights, load_torch_file
 
 PREFIX = "module.encoder_q."
 INPUT_SIZE = 224
@@ -71,6 +71,8 @@ class MocoLoss(nn.Module):
         return 1 - (self.features(y_hat) * target).sum(dim=1)
 
 
-def build_moco(moco: str | Path | None = None, device: str | torch.device = "cpu") -> MocoLoss:
-    """MoCo loss with the file from `moco` or `$BGEDIT_HOME/weights/` (MissingWeightsError if absent)."""
-    return MocoLoss(find_weights(MOCO, moco)).to(device)
+def build_moco(moco: str | Path | None = None, device: str | torch.device = "cpu", *,
+               purpose: str | None = None) -> MocoLoss:
+    """MoCo loss with the file from `moco` or `$BGEDIT_HOME/weights/` (MissingWeightsError naming `purpose` if
+    absent)."""
+    return MocoLoss(find_weights(MOCO, moco, purpose=purpose)).to(device)

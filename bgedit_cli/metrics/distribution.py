@@ -158,9 +158,8 @@ def inception_metrics(real: torch.Tensor | Iterable[torch.Tensor], fake: torch.T
                       progress: Callable[[int], None] | None = None) -> dict[str, MetricResult]:
     """FID and/or KID (x 1e3) of two uint8 image sets [N, 3, H, W] (tensors or iterables of batches) with
     torch-fidelity's Inception-v3. Missing weights or too few images give unavailable results, not errors."""
-    from bgedit_cli.losses.weights import MissingWeightsError
-    from bgedit_cli.metrics.features import INCEPTION, INCEPTION_LAYER, INCEPTION_RESIZE, build_inception
-    from bgedit_cli.metrics.features import inception_features
+    from bgedit_cli.metrics.features import INCEPTION_LAYER, INCEPTION_RESIZE, build_inception, inception_features
+    from bgedit_cli.weights import INCEPTION, MissingWeightsError
 
     unknown = set(metrics) - {"fid", "kid"}
     if unknown:

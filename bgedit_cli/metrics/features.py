@@ -24,24 +24,13 @@ import torch
 from torch import nn
 
 from bgedit_cli.errors import CheckpointError
-from bgedit_cli.losses.weights import AuxWeights, MissingWeightsError, find_weights
-from bgedit_cli.nn.clip_model import CLIP_MEAN, CLIP_STD, CLIP_VIT_B32
+from bgedit_cli.nn.clip_model import CLIP_MEAN, CLIP_STD
 from bgedit_cli.nn.ops import assert_shape
+from bgedit_cli.weights import CLIP_VIT_B32, INCEPTION, find_weights, load_torch_file
 
-INCEPTION = AuxWeights(
-    key="inception",
-    names=("weights-inception-2015-12-05-6726825d.pth",),
-    what="FID/KID Inception-v3 (torch-fidelity's port of TensorFlow's 2015-12-05 graph)",
-    source="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-           "weights-inception-2015-12-05-6726825d.pth",
-    option="--inception",
-    torch_hub=True,
-)
 INCEPTION_LAYER = "2048"  # torch-fidelity's feature layer for FID and KID
 INCEPTION_RESIZE = "bilinear (TensorFlow 1.x compatible) to 299x299"
 CLIP_RESIZE = "bilinear (TensorFlow 1.x compatible) to the model's input resolution, no crop"
-
-_TRAINING_HINT = " Presets tiny and demo train without it."  # find_weights' closing line, meant for the losses
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -50,11 +39,8 @@ _TRAINING_HINT = " Presets tiny and demo train without it."  # find_weights' clo
 
 def find_inception(path: str | Path | None = None) -> Path:
     """The Inception file: `path` when given (must exist), else `$BGEDIT_HOME/weights/` or the torch hub cache."""
-    try:
-        return find_weights(INCEPTION, path)
-    except MissingWeightsError as exc:
-        raise MissingWeightsError(str(exc).replace(_TRAINING_HINT, " Without it FID and KID are unavailable "
-                                                                   "(no other network can stand in).")) from None
+    return find_weights(INCEPTION, path, purpose="FID and KID; without it FID and KID are unavailable (no other "
+                                                 "network can stand in)")
 
 
 def build_inception(weights: str | Path | None = None, *, feature_layer: str = INCEPTION_LAYER,
@@ -65,8 +51,6 @@ def build_inception(weights: str | Path | None = None, *, feature_layer: str = I
     The file is first read with `torch.load(weights_only=True)`, so a file holding pickled code is refused
     before torch-fidelity's own `torch.load(weights_only=False)` reads it.
     """
-    from bgedit_cli.losses.weights import load_torch_file
-
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     path = find_inception(weights)
@@ -99,7 +83,7 @@ def inception_features(images: torch.Tensor | Iterable[torch.Tensor], net: nn.Mo
 
 def openai_clip_sha256() -> str:
     """SHA-256 of OpenAI's `ViT-B-32.pt`: the path segment of its release URL (what `clip.load` checks)."""
-    return CLIP_VIT_B32.source.rstrip("/").split("/")[-2]
+    return CLIP_VIT_B32.published_hash
 
 
 def clip_preprocess(images: torch.Tensor, resolution: int) -> torch.Tensor:

@@ -35,8 +35,8 @@ from torch import nn
 
 from bgedit_cli.config import Config
 from bgedit_cli.errors import CheckpointError, ConfigError, InputError
-from bgedit_cli.losses.weights import AuxWeights
 from bgedit_cli.nn.ops import assert_shape
+from bgedit_cli.weights import CLIP_VIT_B32, find_weights
 
 
 def import_clip():
@@ -53,16 +53,6 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 VOCAB_SIZE = 49408  # OpenAI's BPE vocabulary (the tokenizer's ids go up to 49407)
 HEAD_WIDTH = 64  # OpenAI's rule: heads = width // 64
-
-CLIP_VIT_B32 = AuxWeights(
-    key="clip",
-    names=("clip/ViT-B-32.pt",),
-    what="OpenAI CLIP ViT-B/32 (text editing with the real CLIP)",
-    source="https://openaipublic.azureedge.net/clip/models/"
-           "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
-    option="--clip",
-)
-
 
 # ----------------------------------------------------------------------------------------------------------
 # Config and presets.
@@ -227,7 +217,6 @@ def load_openai_clip(path: str | Path | None = None, device: str | torch.device 
     `clip.load(path, device, jit=False)`. `path` defaults to `$BGEDIT_HOME/weights/clip/ViT-B-32.pt`; a missing
     file is a MissingWeightsError naming the file, its URL and where to put it. Nothing is downloaded."""
     from bgedit_cli.checkpoint import file_sha256
-    from bgedit_cli.losses.weights import find_weights
 
     path = find_weights(CLIP_VIT_B32, path)
     try:

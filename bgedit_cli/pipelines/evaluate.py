@@ -60,7 +60,7 @@ from bgedit_cli.errors import CheckpointError, InputError
 from bgedit_cli.io import IMAGE_SUFFIXES, colorize_seg, load_image, one_hot_seg, open_image, to_uint8
 from bgedit_cli.latent import Inversion
 from bgedit_cli.losses.lpips import MIN_SIZE as LPIPS_MIN_SIZE, build_lpips
-from bgedit_cli.losses.weights import MissingWeightsError
+from bgedit_cli.weights import MissingWeightsError
 from bgedit_cli.metrics.distribution import KID_SCALE, MetricResult, fd_clip, inception_metrics
 from bgedit_cli.metrics.features import clip_features, find_inception
 from bgedit_cli.metrics.pairwise import ms_ssim_label, pairwise_metrics

@@ -57,7 +57,7 @@ from bgedit_cli.data.synth import CLASS_IDS, STYLE_NAMES
 from bgedit_cli.errors import CheckpointError, InputError
 from bgedit_cli.io import load_image
 from bgedit_cli.latent import Inversion
-from bgedit_cli.losses.weights import MissingWeightsError
+from bgedit_cli.weights import MissingWeightsError
 from bgedit_cli.metrics.pairwise import l2
 from bgedit_cli.metrics.segmentation import confusion_matrix, segmentation_scores
 from bgedit_cli.pipelines.evaluate_mixing import MIX_NAME, read_maps

@@ -45,7 +45,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from bgedit_cli.bundle import weights_dir
 from bgedit_cli.checkpoint import file_sha256, load_network
 from bgedit_cli.data.ade20k import ADE20KDataset
 from bgedit_cli.errors import ConfigError, InputError
@@ -58,6 +57,7 @@ from bgedit_cli.training.common import Dist, all_gather_objects, all_reduce_mean
 from bgedit_cli.training.configs import GeneratorTrainConfig
 from bgedit_cli.training.runner import DataStream, StageBase, StageOptions, StageRun
 from bgedit_cli.training.state import rank_seed, seed_everything
+from bgedit_cli.weights import INCEPTION, MissingWeightsError, find_weights, search_dirs
 
 STAGE = "generator"
 # Debug hook for tests: every rank writes DIR/rank<r>.json with hashes of its weights at the end.
@@ -202,9 +202,11 @@ def load_real_images(dataset, num: int, seed: int = 123) -> torch.Tensor:
 
 
 def fid_status() -> str:
-    path = weights_dir() / "weights-inception-2015-12-05-6726825d.pth"
-    if not path.is_file():
-        return f"skipped: Inception weights not found in {weights_dir()}"
+    try:
+        find_weights(INCEPTION)
+    except MissingWeightsError:
+        return (f"skipped: Inception weights not found in {', '.join(str(d) for d in search_dirs(INCEPTION))} "
+                f"(`bgedit weights fetch {INCEPTION.key}`)")
     return "skipped: not computed during training; run `bgedit evaluate --metrics fid` on the final generator"
 
 
