@@ -266,7 +266,7 @@ def test_text_edit_images_and_latents(trained, scenes, tmp_path, cli):
 
 
 def test_text_edit_errors(trained, scenes, tmp_path, cli, monkeypatch):
-    from bgedit_cli.cli import text_edit as module
+    from bgedit_cli.pipelines import models as module
 
     image = sorted((scenes / "images" / "validation").glob("*.png"))[0]
     base = ["--model", trained, "--out", tmp_path / "x.png", "--steps", "1"]

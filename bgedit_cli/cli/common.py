@@ -76,6 +76,11 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def print_failure(failure: Any) -> None:
+    """One `Error: ...` line on stderr for an input that failed among many (a pipelines.batch.Failure)."""
+    print(f"Error: {failure.error}", file=sys.stderr)
+
+
 def make_progress(quiet: bool = False):
     """A rich progress bar on stderr; `--quiet` disables it. Use as a context manager."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -23,27 +23,12 @@ def convert(
 
     Example: bgedit convert stylegan2-church-config-f.pt church.safetensors
     """
-    from bgedit_cli.checkpoint import file_sha256, save_network
-    from bgedit_cli.convert import build_generator, convert_file
-    from bgedit_cli.errors import InputError
-    from bgedit_cli.fileio import check_writable
+    from bgedit_cli.pipelines.convert import convert_generator
 
-    if which not in ("g_ema", "g"):
-        raise InputError(f"--which {which}: expected g_ema or g.")
-    check_writable(dst, force)
-    conv = convert_file(src, which)
-    g = build_generator(conv)
-    provenance = {
-        "command": "convert",
-        "source": {"file": src.name, "sha256": file_sha256(src), "format": conv.source_format, "which": conv.which},
-        "notes": conv.notes,
-    }
-    digest = save_network(dst, g, kind="generator", provenance=provenance, force=force)
-    result = {"path": str(dst), "sha256": digest, "format": conv.source_format, "which": conv.which,
-              "config": g.cfg.to_dict(), "notes": conv.notes}
+    done = convert_generator(src, dst, which=which, force=force)
     if json_out:
-        print_json(result)
+        print_json(done.to_dict())
     elif not quiet:
-        c = g.cfg
-        err_console.print(f"Converted {src} ({conv.source_format}, {conv.which}) -> {dst}: {c.img_resolution}px, "
+        c = done.config
+        err_console.print(f"Converted {src} ({done.format}, {done.which}) -> {dst}: {c.img_resolution}px, "
                           f"w_dim {c.w_dim}, {c.mapping_layers} mapping layers, channels {list(c.channels)}.")

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from bgedit_cli.cli.common import (PrecisionOpt, BatchOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, cli_command, err_console,
-                                   make_progress, print_json)
+from bgedit_cli.cli.common import (BatchOpt, DeviceOpt, ForceOpt, JsonOpt, PrecisionOpt, QuietOpt, cli_command,
+                                   err_console, make_progress, print_json)
 
 
 @cli_command
@@ -35,50 +35,17 @@ def generate(
 
     Example: bgedit generate --seeds 0-15 --truncation 0.7 --out samples/
     """
-    import torch
+    from bgedit_cli.pipelines.generate import generate_files
+    from bgedit_cli.pipelines.models import load_generator
 
-    from bgedit_cli.bundle import bundle_file, resolve_bundle
-    from bgedit_cli.checkpoint import load_network
-    from bgedit_cli.errors import InputError
-    from bgedit_cli.fileio import check_writable
-    from bgedit_cli.io import load_npy, save_npy, save_png, to_uint8
-    from bgedit_cli.nn.stylegan2 import NOISE_MODES
-    from bgedit_cli.pipelines.generate import generate as run_generate
-    from bgedit_cli.pipelines.generate import parse_seeds, seeds_to_z
-    from bgedit_cli.runtime import autocast, cache_casts, resolve_device, resolve_precision
-
-    if sum(x is not None for x in (z_file, w_file, seeds)) != 1:
-        raise InputError("give exactly one of --z, --w or --seeds.")
-    if noise not in NOISE_MODES:
-        raise InputError(f"--noise {noise}: expected one of {', '.join(NOISE_MODES)}.")
-    if ckpt is None or ckpt.is_dir():
-        ckpt = bundle_file(resolve_bundle(ckpt), "generator")
-    dev = resolve_device(device)
-    prec = resolve_precision(precision, dev, ("auto", "fp32", "bf16"))
-    g = load_network(ckpt, "generator", device=dev)
-    if prec == "bf16":
-        cache_casts(g)
-    z = load_npy(z_file, what="z array") if z_file else None
-    w = load_npy(w_file, what="w array") if w_file else None
-    if seeds is not None:
-        z = seeds_to_z(parse_seeds(seeds), g.cfg.z_dim)
-    n = (z if z is not None else w).shape[0]
-    paths = [out / f"{i:06d}.png" for i in range(n)]
-    if not force:  # refuse before computing anything
-        for p in paths + ([raw] if raw else []):
-            check_writable(p, force)
-
-    torch.manual_seed(seed)
-    with make_progress(quiet or n <= batch_size) as bar, autocast(dev, prec):
-        task = bar.add_task("generating", total=n)
-        imgs = run_generate(g, z=z, w=w, truncation_psi=truncation, noise_mode=noise, batch_size=batch_size,
-                            device=dev, progress=lambda k: bar.advance(task, k))
-    if raw:
-        save_npy(raw, imgs.numpy(), force=force)
-    for p, pixels in zip(paths, to_uint8(imgs)):
-        save_png(p, pixels, force=force)
+    gen = load_generator(ckpt, device, precision)
+    with make_progress(quiet) as bar:
+        task = bar.add_task("generating", total=None)
+        result = generate_files(gen, out, z_file=z_file, w_file=w_file, seeds=seeds, truncation=truncation,
+                                noise=noise, raw=raw, batch_size=batch_size, seed=seed, force=force,
+                                progress=lambda done, total: bar.update(task, completed=done, total=total))
     if json_out:
-        print_json({"out": str(out), "images": [str(p) for p in paths], "raw": str(raw) if raw else None,
-                    "resolution": g.cfg.img_resolution})
+        print_json({"out": str(out), "images": [str(p) for p in result.images], "raw": str(raw) if raw else None,
+                    "resolution": result.resolution})
     elif not quiet:
-        err_console.print(f"Wrote {n} image(s) to {out}" + (f" and {raw}" if raw else "") + ".")
+        err_console.print(f"Wrote {len(result.images)} image(s) to {out}" + (f" and {raw}" if raw else "") + ".")

@@ -10,8 +10,6 @@ import typer
 
 from bgedit_cli.cli.common import JsonOpt, cli_command, print_json
 
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
-
 
 @cli_command
 def info(
@@ -22,31 +20,14 @@ def info(
 
     Example: bgedit info models/demo/segmenter.safetensors --json
     """
-    from bgedit_cli.checkpoint import read_header
+    from bgedit_cli.pipelines.bundles import describe_file
 
-    meta, entries = read_header(file)
-    num_bytes = 0
-    for dtype, shape in entries.values():
-        n = 1
-        for s in shape:
-            n *= s
-        num_bytes += n * _DTYPE_BYTES.get(dtype, 4)
-    result = {
-        "path": str(file),
-        "kind": meta["bgedit.kind"],
-        "format_version": int(meta["bgedit.format_version"]),
-        "config": json.loads(meta.get("bgedit.config", "{}")),
-        "provenance": json.loads(meta.get("bgedit.provenance", "{}")),
-        "num_tensors": len(entries),
-        "tensor_bytes": num_bytes,
-        "file_bytes": file.stat().st_size,
-    }
+    result = describe_file(file)
     if json_out:
-        print_json(result)
+        print_json(result.to_dict())
         return
-    lines = [f"file         {result['path']}", f"kind         {result['kind']}",
-             f"format       {result['format_version']}",
-             f"tensors      {result['num_tensors']} ({num_bytes / 2**20:.2f} MiB)"]
-    lines += [f"config       {json.dumps(result['config'], sort_keys=True)}",
-              f"provenance   {json.dumps(result['provenance'], sort_keys=True)}"]
-    typer.echo("\n".join(lines))
+    typer.echo("\n".join([
+        f"file         {result.path}", f"kind         {result.kind}", f"format       {result.format_version}",
+        f"tensors      {result.num_tensors} ({result.tensor_bytes / 2**20:.2f} MiB)",
+        f"config       {json.dumps(result.config, sort_keys=True)}",
+        f"provenance   {json.dumps(result.provenance, sort_keys=True)}"]))

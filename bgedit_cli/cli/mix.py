@@ -7,49 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from bgedit_cli.cli.common import (PrecisionOpt, DeviceOpt, ForceOpt, GeneratorOpt, InversionOpt, JsonOpt, ModelOpt, QuietOpt,
-                                   RefineStepsOpt, SegmenterOpt, cli_command, err_console, print_json)
+from bgedit_cli.cli.common import (DeviceOpt, ForceOpt, GeneratorOpt, InversionOpt, JsonOpt, ModelOpt, PrecisionOpt,
+                                   QuietOpt, RefineStepsOpt, SegmenterOpt, cli_command, err_console, print_json)
 
 SourceArg = "image (PNG/JPEG/WebP) or .latent.safetensors from `bgedit invert`"
 OutFileOpt = Annotated[Path, typer.Option("--out", help="output PNG")]
 SaveLatentOpt = Annotated[bool, typer.Option("--save-latent", help="also write the mixed code as "
                                              "<out stem>.latent.safetensors (for text-edit etc.)")]
-
-
-def _write(models, out: Path, images, codes, *, w, save_latent: bool, force: bool, source: str, steps: int) -> dict:
-    """Write the PNG (and optionally the mixed latent); return what was written."""
-    from bgedit_cli.io import save_png, to_uint8
-    from bgedit_cli.latent import Inversion, latent_path, save_latent as write_latent
-
-    written = {"image": str(out)}
-    if save_latent:
-        ws, d_img, d_seg = codes
-        k = models.net.seg_layers
-        inv = Inversion(ws=ws, w=w, seg_latents=ws[:, :k], delta_img=d_img, delta_seg=d_seg).to("cpu")
-        lpath = latent_path(out.parent, out.name[: -len(out.suffix)] if out.suffix else out.name)
-        write_latent(lpath, inv, {"generator_sha256": models.generator_sha256, "source": source,
-                                  "resolution": models.resolution, "variant": "proposed", "steps": steps},
-                     force=force, provenance={"command": source})
-        written["latent"] = str(lpath)
-    save_png(out, to_uint8(images)[0], force=force)
-    return written
-
-
-def _check_outputs(out: Path, save_latent: bool, force: bool) -> None:
-    from bgedit_cli.fileio import check_writable
-    from bgedit_cli.latent import latent_path
-
-    check_writable(out, force)
-    if save_latent:
-        check_writable(latent_path(out.parent, out.stem), force)
-
-
-def _require_proposed(models) -> None:
-    from bgedit_cli.errors import InputError
-
-    if not models.net.uses_seg:
-        raise InputError("mixing needs the proposed variant (Seg Encoder + two hypernetworks); this model is the "
-                         "baseline. Use --variant proposed or a bundle with inversion.safetensors.")
 
 
 @cli_command
@@ -82,32 +46,19 @@ def mix_style(
 
     Example: bgedit mix-style inv/lake.latent.safetensors inv/sunset.latent.safetensors --out lake-at-sunset.png
     """
-    import torch
-
-    from bgedit_cli.latent import sum_deltas
-    from bgedit_cli.pipelines.invert import inversion_for, render
-    from bgedit_cli.pipelines.mix import DELTA_SOURCES, parse_layers, style_mix_codes
+    from bgedit_cli.pipelines.mix import DELTA_SOURCES, mix_style_files
     from bgedit_cli.pipelines.models import load_models
-    from bgedit_cli.runtime import autocast
 
     if delta_img not in DELTA_SOURCES:
         raise typer.BadParameter(f"expected a or b, got {delta_img!r}.", param_hint="--delta-img")
-    _check_outputs(out, save_latent, force)
     models = load_models(model, None, device, generator=generator, inversion=inversion, segmenter=segmenter,
                          precision=precision)
-    _require_proposed(models)
-    rows = parse_layers(layers, models.generator.cfg.num_ws) if layers else None
-    inv_a = inversion_for(models, content, content_seg, steps)
-    inv_b = inversion_for(models, style, style_seg, steps)
-    codes = style_mix_codes(inv_a, inv_b, layers=rows, take_delta_img=delta_img)
-    with torch.no_grad():
-        with autocast(models.device, models.precision):
-            images = render(models.generator, codes[0], sum_deltas(codes[1], codes[2])).float()
-    rows = rows if rows is not None else list(range(models.net.seg_layers, models.generator.cfg.num_ws))
-    written = _write(models, out, images, codes, w=inv_b.w, save_latent=save_latent, force=force,
-                     source=f"mix-style {content.name} {style.name}", steps=steps)
+    done = mix_style_files(models, content, style, out, layers=layers, take_delta_img=delta_img,
+                           content_seg=content_seg, style_seg=style_seg, steps=steps, save_latent=save_latent,
+                           force=force)
     if json_out:
-        print_json({**written, "content": str(content), "style": str(style), "layers": rows, "delta_img": delta_img})
+        print_json({**done.files(), "content": str(content), "style": str(style), "layers": done.rows,
+                    "delta_img": delta_img})
     elif not quiet:
         err_console.print(f"Wrote {out}.")
 
@@ -142,42 +93,20 @@ def mix_content(
 
     Example: bgedit mix-content inv/lake.latent.safetensors --seg new-layout.png --out relaid.png
     """
-    import torch
-
-    from bgedit_cli.io import load_seg, one_hot_seg
-    from bgedit_cli.latent import sum_deltas
-    from bgedit_cli.pipelines.invert import inversion_for, render
-    from bgedit_cli.pipelines.mix import SWAP_DELTAS, content_mix_codes, edit_layout
+    from bgedit_cli.pipelines.mix import SWAP_DELTAS, mix_content_files
     from bgedit_cli.pipelines.models import load_models
-    from bgedit_cli.runtime import autocast
 
     if swap_deltas not in SWAP_DELTAS:
         raise typer.BadParameter(f"expected one of {', '.join(SWAP_DELTAS)}, got {swap_deltas!r}.",
                                  param_hint="--swap-deltas")
     if b is None and seg is None:
         raise typer.BadParameter("give B (an image or latent) or a new layout map with --seg.", param_hint="B")
-    _check_outputs(out, save_latent, force)
     models = load_models(model, None, device, generator=generator, inversion=inversion, segmenter=segmenter,
                          precision=precision)
-    _require_proposed(models)
-    inv_a = inversion_for(models, a, a_seg, steps)
-    if b is not None:
-        inv_b = inversion_for(models, b, seg, steps)
-        codes = content_mix_codes(inv_a, inv_b, swap_deltas=swap_deltas)
-        with torch.no_grad(), autocast(models.device, models.precision):
-            images = render(models.generator, codes[0], sum_deltas(codes[1], codes[2])).float()
-        source, mode = f"mix-content {a.name} {b.name}", "mix"
-    else:
-        ids = torch.from_numpy(load_seg(seg, models.resolution).copy()).long()
-        with autocast(models.device, models.precision):
-            edited = edit_layout(models.generator, models.net, inv_a, one_hot_seg(ids[None]).to(models.device),
-                                 steps=steps)
-        images, codes = edited.images.float(), (edited.ws, edited.delta_img, edited.delta_seg)
-        source, mode = f"mix-content {a.name} --seg {seg.name}", "layout"
-    written = _write(models, out, images, codes, w=inv_a.w, save_latent=save_latent, force=force, source=source,
-                     steps=steps)
+    done = mix_content_files(models, a, b, out, seg=seg, a_seg=a_seg, swap_deltas=swap_deltas, steps=steps,
+                             save_latent=save_latent, force=force)
     if json_out:
-        print_json({**written, "a": str(a), "b": str(b) if b else None, "seg": str(seg) if seg else None,
-                    "mode": mode, "swap_deltas": swap_deltas if b is not None else None})
+        print_json({**done.files(), "a": str(a), "b": str(b) if b else None, "seg": str(seg) if seg else None,
+                    "mode": done.mode, "swap_deltas": swap_deltas if b is not None else None})
     elif not quiet:
         err_console.print(f"Wrote {out}.")

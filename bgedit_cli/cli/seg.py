@@ -27,11 +27,9 @@ def colorize(
 
     Example: bgedit seg colorize inv/lake.seg.png lake-classes.png
     """
-    from bgedit_cli.fileio import check_writable
-    from bgedit_cli.io import colorize_seg, load_seg, save_png
+    from bgedit_cli.pipelines.seg import colorize_file
 
-    check_writable(out, force)
-    save_png(out, colorize_seg(load_seg(src)), force=force)
+    colorize_file(src, out, force=force)
     if not quiet:
         err_console.print(f"Wrote {out}.")
 
@@ -43,23 +41,13 @@ def stats(src: SegArg, json_out: JsonOpt = False) -> None:
 
     Example: bgedit seg stats inv/lake.seg.png --json
     """
-    import numpy as np
+    from bgedit_cli.pipelines.seg import seg_stats
 
-    from bgedit_cli.data.ade20k_classes import CLASS_NAMES, IGNORE_ID
-    from bgedit_cli.io import load_seg
-
-    ids = load_seg(src)
-    counts = np.bincount(ids.ravel(), minlength=256)
-    total = int(ids.size)
-    present = [i for i in np.argsort(-counts[: len(CLASS_NAMES)], kind="stable").tolist() if counts[i] > 0]
-    classes = [{"id": i, "name": CLASS_NAMES[i], "pixels": int(counts[i]), "fraction": counts[i] / total}
-               for i in present]
-    ignore = int(counts[IGNORE_ID])
+    stats = seg_stats(src)
     if json_out:
-        print_json({"file": str(src), "width": int(ids.shape[1]), "height": int(ids.shape[0]), "pixels": total,
-                    "ignore_pixels": ignore, "ignore_fraction": ignore / total, "classes": classes})
+        print_json(stats.to_dict())
         return
-    typer.echo(f"{src}: {ids.shape[1]}x{ids.shape[0]}, {len(classes)} classes, {ignore} ignore pixels "
-               f"({ignore / total:.2%})")
-    for c in classes:
-        typer.echo(f"{c['id']:4d}  {c['name']:<20s} {c['pixels']:>10d}  {c['fraction']:7.2%}")
+    typer.echo(f"{src}: {stats.width}x{stats.height}, {len(stats.classes)} classes, {stats.ignore_pixels} ignore "
+               f"pixels ({stats.ignore_pixels / stats.pixels:.2%})")
+    for c in stats.classes:
+        typer.echo(f"{c.id:4d}  {c.name:<20s} {c.pixels:>10d}  {c.fraction:7.2%}")

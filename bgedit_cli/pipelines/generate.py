@@ -1,15 +1,22 @@
-"""Sampling a generator in batches from z, W or W+ codes, or from integer seeds."""
+"""Sampling a generator in batches from z, W or W+ codes, or from integer seeds; `generate_files`
+(`bgedit generate`) writes the samples as numbered PNGs."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
 from bgedit_cli.errors import InputError
-from bgedit_cli.nn.stylegan2 import Generator, NoiseMode
+from bgedit_cli.fileio import check_writable
+from bgedit_cli.io import load_npy, save_npy, save_png, to_uint8
+from bgedit_cli.nn.stylegan2 import NOISE_MODES, Generator, NoiseMode
+from bgedit_cli.pipelines.models import LoadedGenerator
+from bgedit_cli.runtime import autocast
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -67,3 +74,50 @@ def generate(g: Generator, *, z: np.ndarray | None = None, w: np.ndarray | None 
         if progress is not None:
             progress(chunk.shape[0])
     return torch.cat(outs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Generated:
+    images: list[Path]  # OUT/000000.png, 000001.png, ...
+    raw: Path | None  # the float32 NCHW output (.npy), if asked for
+    resolution: int
+
+
+def generate_files(gen: LoadedGenerator, out: Path, *, z_file: Path | None = None, w_file: Path | None = None,
+                   seeds: str | None = None, truncation: float = 1.0, noise: str = "const", raw: Path | None = None,
+                   batch_size: int = 8, seed: int = 0, force: bool = False,
+                   progress: Callable[[int, int], None] | None = None) -> Generated:
+    """Sample `gen` from exactly one of a z file, a W/W+ file (.npy) or a seed list (`0-7`, `1,5,10-12`) into
+    OUT/<i:06d>.png (and `raw`); outputs are checked before anything is computed. `seed` seeds random noise;
+    `progress(done, total)` after each batch."""
+    if sum(x is not None for x in (z_file, w_file, seeds)) != 1:
+        raise InputError("give exactly one of --z, --w or --seeds.")
+    if noise not in NOISE_MODES:
+        raise InputError(f"--noise {noise}: expected one of {', '.join(NOISE_MODES)}.")
+    g = gen.generator
+    z = load_npy(z_file, what="z array") if z_file else None
+    w = load_npy(w_file, what="w array") if w_file else None
+    if seeds is not None:
+        z = seeds_to_z(parse_seeds(seeds), g.cfg.z_dim)
+    n = (z if z is not None else w).shape[0]
+    paths = [Path(out) / f"{i:06d}.png" for i in range(n)]
+    for p in paths + ([raw] if raw else []):
+        check_writable(p, force)
+
+    torch.manual_seed(seed)
+    done = 0
+
+    def advance(k: int) -> None:
+        nonlocal done
+        done += k
+        if progress is not None:
+            progress(done, n)
+
+    with autocast(gen.device, gen.precision):
+        imgs = generate(g, z=z, w=w, truncation_psi=truncation, noise_mode=noise, batch_size=batch_size,
+                        device=gen.device, progress=advance)
+    if raw:
+        save_npy(raw, imgs.numpy(), force=force)
+    for p, pixels in zip(paths, to_uint8(imgs)):
+        save_png(p, pixels, force=force)
+    return Generated(images=paths, raw=raw, resolution=g.cfg.img_resolution)

@@ -18,23 +18,26 @@ Deltas combine as `theta * (1 + delta_img + delta_seg)`; the baseline variant ha
 
 For the commands (and evaluation) on a bundle's `Models`: `load_item` reads an image and its map,
 `run_inversion` inverts a batch (maps missing from it are predicted by `predict_seg`), `inversion_for` reads a
-latent file or inverts an image. These read the input files they are given; nothing here writes or prints.
+latent file or inverts an image. These read the input files they are given. `invert_files` (`bgedit invert`)
+inverts many files in batches and writes each one's reconstruction and latent file (pipelines/batch.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from bgedit_cli.errors import InputError
-from bgedit_cli.io import load_image, load_seg, one_hot_seg
-from bgedit_cli.latent import Deltas, Inversion, is_latent_path, load_latent, sum_deltas
+from bgedit_cli.io import load_image, load_seg, one_hot_seg, save_png, save_seg, to_uint8
+from bgedit_cli.latent import Deltas, Inversion, is_latent_path, latent_path, load_latent, save_latent, sum_deltas
 from bgedit_cli.nn.inversion import InversionNet
 from bgedit_cli.nn.ops import assert_shape
 from bgedit_cli.nn.stylegan2 import Generator, NoiseMode
+from bgedit_cli.pipelines.batch import BatchReport, Failure, OutputNames, Source, check_out_dir, run_batches
 from bgedit_cli.pipelines.models import Models
 from bgedit_cli.runtime import autocast
 
@@ -185,3 +188,65 @@ def inversion_for(models: Models, src: Path, seg: Path | None, steps: int) -> In
     img, ids = load_item(models, src, seg)
     inv, _ = run_inversion(models, img[None], [ids], [src], steps)
     return inv.to(models.device)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# `bgedit invert`: many files into an output folder.
+
+
+def latent_meta(models: Models, source: Path, steps: int) -> dict[str, Any]:
+    """Header of the latent file of `source` inverted with `models`."""
+    net = models.net
+    return {"generator_sha256": models.generator_sha256, "source": Path(source).name,
+            "resolution": models.resolution, "variant": net.variant, "steps": steps,
+            "inversion_file": Path(getattr(net, "checkpoint_path", "")).name}
+
+
+@dataclasses.dataclass
+class _InvertJob:
+    """pipelines/batch.py's steps for inverting files: read and check, invert a batch, write one item."""
+
+    models: Models
+    out: Path
+    steps: int
+    write_seg: bool
+    names: OutputNames
+
+    def prepare(self, source: Source) -> tuple[Path, torch.Tensor, torch.Tensor | None, dict[str, Path]]:
+        stem = source.path.stem
+        outs = {"image": self.out / f"{stem}.png", "latent": latent_path(self.out, stem)}
+        if self.write_seg:
+            outs["seg"] = self.out / f"{stem}.seg.png"
+        self.names.claim(source.path, stem, outs.values())
+        img, ids = load_item(self.models, source.path, source.seg)
+        return source.path, img, ids, outs
+
+    def process(self, batch: list) -> tuple[Inversion, torch.Tensor | None, torch.Tensor]:
+        inv, ids = run_inversion(self.models, torch.stack([b[1] for b in batch]), [b[2] for b in batch],
+                                 [b[0] for b in batch], self.steps)
+        return inv, ids, to_uint8(inv.images)
+
+    def write(self, item: tuple, result: tuple, i: int) -> dict[str, str]:
+        path, _, _, outs = item
+        inv, ids, pixels = result
+        force = self.names.force
+        save_latent(outs["latent"], inv.select(i), latent_meta(self.models, path, self.steps), force=force,
+                    provenance={"command": "bgedit invert"})
+        save_png(outs["image"], pixels[i], force=force)
+        if "seg" in outs:
+            save_seg(outs["seg"], ids[i].to(torch.uint8), force=force)
+        return {k: str(v) for k, v in outs.items()}
+
+
+def invert_files(models: Models, sources: Iterable[Source], out: Path, *, steps: int = 5, batch_size: int = 4,
+                 save_seg: bool = False, force: bool = False, progress: Callable[[int], None] | None = None,
+                 on_failure: Callable[[Failure], None] | None = None) -> BatchReport:
+    """Invert image files (each with its seg map, or predicted) in batches into OUT: `<stem>.png` (the
+    reconstruction), `<stem>.latent.safetensors` and, with `save_seg` on the proposed variant, `<stem>.seg.png`
+    (the map used). A bad input is reported in the returned report and the others are still done."""
+    check_out_dir(out, "--out")
+    if models.net.uses_seg and isinstance(sources, Sequence) and any(s.seg is None for s in sources):
+        models.segmenter()  # maps to predict: a missing segmenter is one error, before any work
+    job = _InvertJob(models, Path(out), steps, save_seg and models.net.uses_seg, OutputNames(force))
+    with autocast(models.device, models.precision):  # one context: bf16 weight copies are made once, not per batch
+        return run_batches(job, sources, batch_size=batch_size, progress=progress, on_failure=on_failure)

@@ -12,20 +12,30 @@ paired item by item; one of them may have a single item, which is then paired wi
   the Seg Encoder encodes the new map, `hyper_seg` refines delta_seg from y_0 = G(new ws, A's delta_img), and
   A's w and delta_img are kept.
 `style_mix_codes` / `content_mix_codes` return the mixed (ws, delta_img, delta_seg) without rendering.
+
+For the commands, on a bundle's `Models` and files (images, inverted now, or latent files): `mix_style_files`
+(`bgedit mix-style`) and `mix_content_files` (`bgedit mix-content`, with B or a new map) write the mixed image
+and, if asked, the mixed code as a latent file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 
 from bgedit_cli.errors import InputError
-from bgedit_cli.latent import Deltas, Inversion, sum_deltas
+from bgedit_cli.fileio import check_writable
+from bgedit_cli.io import load_seg, one_hot_seg, save_png, to_uint8
+from bgedit_cli.latent import Deltas, Inversion, latent_path, save_latent as write_latent, sum_deltas
 from bgedit_cli.nn.inversion import InversionNet
 from bgedit_cli.nn.stylegan2 import Generator, NoiseMode
-from bgedit_cli.pipelines.invert import Progress, compose_ws, refine_step, render
+from bgedit_cli.pipelines.invert import Progress, compose_ws, inversion_for, refine_step, render
+from bgedit_cli.pipelines.models import Models
+from bgedit_cli.runtime import autocast
 
 SWAP_DELTAS = ("seg", "all", "none")
 DELTA_SOURCES = ("a", "b")
@@ -157,3 +167,98 @@ def edit_layout(generator: Generator, net: InversionNet, inv_a: Inversion, new_s
         if progress is not None:
             progress(t, steps)
     return Inversion(ws=ws, w=inv_a.w, seg_latents=seg_latents, delta_img=delta_img, delta_seg=delta_seg, images=y)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# `bgedit mix-style`, `bgedit mix-content`: files in, a PNG (and a latent file) out.
+
+
+@dataclasses.dataclass(frozen=True)
+class MixOutput:
+    """What a mix wrote, and how: `rows` (style mixing: the W+ rows taken from STYLE), `mode` (content mixing:
+    "mix" with B's content, "layout" with a new map's)."""
+
+    image: Path
+    latent: Path | None = None
+    rows: list[int] | None = None
+    mode: str = "mix"
+
+    def files(self) -> dict[str, str]:
+        return {"image": str(self.image), **({"latent": str(self.latent)} if self.latent else {})}
+
+
+def mixed_inversion(codes: tuple[torch.Tensor, Deltas | None, Deltas | None], w: torch.Tensor,
+                    seg_layers: int) -> Inversion:
+    """The Inversion of mixed codes (ws, delta_img, delta_seg): seg latents are ws' first `seg_layers` rows."""
+    ws, delta_img, delta_seg = codes
+    return Inversion(ws=ws, w=w, seg_latents=ws[:, :seg_layers], delta_img=delta_img, delta_seg=delta_seg)
+
+
+def mix_style_files(models: Models, content: Path, style: Path, out: Path, *, layers: str | None = None,
+                    take_delta_img: str = "a", content_seg: Path | None = None, style_seg: Path | None = None,
+                    steps: int = 5, save_latent: bool = False, force: bool = False) -> MixOutput:
+    """CONTENT's layout in STYLE's look (`layers`: the W+ rows from STYLE as `--layers` text, default
+    seg_layers:) -> OUT (and `<out stem>.latent.safetensors` with `save_latent`)."""
+    _check_outputs(models, out, save_latent, force)
+    rows = parse_layers(layers, models.generator.cfg.num_ws) if layers else None
+    inv_a = inversion_for(models, content, content_seg, steps)
+    inv_b = inversion_for(models, style, style_seg, steps)
+    mixed = mixed_inversion(style_mix_codes(inv_a, inv_b, layers=rows, take_delta_img=take_delta_img), inv_b.w,
+                            models.net.seg_layers)
+    latent = _save(models, out, _render(models, mixed), mixed, save_latent=save_latent, force=force,
+                   source=f"mix-style {content.name} {style.name}", steps=steps)
+    rows = rows if rows is not None else list(range(models.net.seg_layers, models.generator.cfg.num_ws))
+    return MixOutput(image=out, latent=latent, rows=rows)
+
+
+def mix_content_files(models: Models, a: Path, b: Path | None, out: Path, *, seg: Path | None = None,
+                      a_seg: Path | None = None, swap_deltas: str = "seg", steps: int = 5, save_latent: bool = False,
+                      force: bool = False) -> MixOutput:
+    """A's look with B's content (`seg`: B's map if B is an image), or without B with the content of the map
+    `seg` alone (layout edit) -> OUT (and `<out stem>.latent.safetensors` with `save_latent`)."""
+    if b is None and seg is None:
+        raise InputError("give B (an image or latent) or a new layout map with --seg.")
+    _check_outputs(models, out, save_latent, force)
+    inv_a = inversion_for(models, a, a_seg, steps)
+    if b is not None:
+        inv_b = inversion_for(models, b, seg, steps)
+        mixed = mixed_inversion(content_mix_codes(inv_a, inv_b, swap_deltas=swap_deltas), inv_a.w,
+                                models.net.seg_layers)
+        images, source, mode = _render(models, mixed), f"mix-content {a.name} {b.name}", "mix"
+    else:
+        ids = torch.from_numpy(load_seg(seg, models.resolution).copy()).long()
+        with autocast(models.device, models.precision):
+            edited = edit_layout(models.generator, models.net, inv_a, one_hot_seg(ids[None]).to(models.device),
+                                 steps=steps)
+        images, mixed = edited.images.float(), dataclasses.replace(edited, images=None)
+        source, mode = f"mix-content {a.name} --seg {seg.name}", "layout"
+    latent = _save(models, out, images, mixed, save_latent=save_latent, force=force, source=source, steps=steps)
+    return MixOutput(image=out, latent=latent, mode=mode)
+
+
+def _check_outputs(models: Models, out: Path, save_latent: bool, force: bool) -> None:
+    """Before any work: the outputs are writable and the model can mix."""
+    check_writable(out, force)
+    if save_latent:
+        check_writable(latent_path(out.parent, out.stem), force)
+    if not models.net.uses_seg:
+        raise InputError("mixing needs the proposed variant (Seg Encoder + two hypernetworks); this model is the "
+                         "baseline. Use --variant proposed or a bundle with inversion.safetensors.")
+
+
+def _render(models: Models, mixed: Inversion) -> torch.Tensor:
+    with torch.no_grad(), autocast(models.device, models.precision):
+        return render(models.generator, mixed.ws, mixed.weight_deltas()).float()
+
+
+def _save(models: Models, out: Path, images: torch.Tensor, mixed: Inversion, *, save_latent: bool, force: bool,
+          source: str, steps: int) -> Path | None:
+    """Write the PNG and, with `save_latent`, the mixed code; return the latent file's path (or None)."""
+    lpath = None
+    if save_latent:
+        lpath = latent_path(out.parent, out.name[: -len(out.suffix)] if out.suffix else out.name)
+        meta: dict[str, Any] = {"generator_sha256": models.generator_sha256, "source": source,
+                                "resolution": models.resolution, "variant": "proposed", "steps": steps}
+        write_latent(lpath, mixed.to("cpu"), meta, force=force, provenance={"command": source})
+    save_png(out, to_uint8(images)[0], force=force)
+    return lpath

@@ -2,25 +2,35 @@
 
     emb = clip.encode_text(["a lake at night"])                       # [1, D] (one prompt for all) or [N, D]
     images = text_edit(G, inversion, editor, emb, alpha=0.5, strength=1.0, seed=0, samples=4)   # [N * 4, 3, R, R]
-    max_cos, ranking = nearest_trained_prompts(emb, editor.prompt_embs, editor.cfg.prompts)
+    report = edit_files(models, text_model, text_model.gate("a lake at night"), sources, out_dir=Path("edits"))
 
 Sample k of every image uses the same eps_k, drawn from `torch.Generator().manual_seed(seed)` on the CPU, so a
 result depends on (image, prompt, seed, k) only -- not on the batch it was computed in or on the device.
 Output order: image n's samples are rows n * K .. n * K + K - 1. The K samples are one batched generator call
-(the inversion's deltas repeated per sample); callers chunk large batches.
+(the inversion's deltas repeated per sample); callers chunk large batches. `edit_files` (`bgedit text-edit`)
+edits image or latent files in batches and writes each edit as its batch is done (pipelines/batch.py); the text
+model and the prompt gate are pipelines/models.py's `load_text_model` and `TextModel.gate`.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+import re
+from pathlib import Path
+from typing import Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 
 from bgedit_cli.errors import InputError
+from bgedit_cli.io import save_png, to_uint8
+from bgedit_cli.latent import SUFFIX as LATENT_SUFFIX
 from bgedit_cli.nn.stylegan2 import Generator, NoiseMode
 from bgedit_cli.nn.text_encoder import TextEditor
-from bgedit_cli.pipelines.invert import Inversion, render
+from bgedit_cli.pipelines.batch import BatchReport, Failure, OutputNames, Source, check_out_dir, run_batches
+from bgedit_cli.pipelines.invert import Inversion, inversion_for, render
+from bgedit_cli.pipelines.models import Models, PromptMatch, TextModel
+from bgedit_cli.pipelines.models import nearest_trained_prompts  # noqa: F401 (its home before models.py)
+from bgedit_cli.runtime import autocast
 
 
 def sample_eps(editor: TextEditor, samples: int, seed: int) -> torch.Tensor:
@@ -65,15 +75,69 @@ def text_edit(generator: Generator, inversion: Inversion, editor: TextEditor, te
     return render(generator, ws, deltas, noise_mode=noise_mode)
 
 
-def nearest_trained_prompts(text_emb: torch.Tensor, trained_embs: torch.Tensor, names: Sequence[str]
-                            ) -> tuple[float, list[tuple[str, float]]]:
-    """Cosine similarity of one prompt embedding ([D] or [1, D]) to the trained prompts' [P, D]:
-    (the highest cosine, [(name, cosine), ...] best first). With no trained prompts: (nan, [])."""
-    if len(names) != trained_embs.shape[0]:
-        raise ValueError(f"{len(names)} names for {trained_embs.shape[0]} embeddings")
-    if not len(names):
-        return float("nan"), []
-    query = F.normalize(text_emb.reshape(1, -1).float(), dim=1)
-    cos = (F.normalize(trained_embs.float().to(query.device), dim=1) @ query.t()).squeeze(1)
-    ranking = sorted(zip(names, cos.tolist()), key=lambda item: -item[1])
-    return ranking[0][1], ranking
+# ----------------------------------------------------------------------------------------------------------
+# `bgedit text-edit`: many files.
+
+
+def prompt_slug(prompt: str) -> str:
+    """`"a snowy night!"` -> `a-snowy-night` (for output names)."""
+    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40] or "prompt"
+
+
+@dataclasses.dataclass
+class _EditJob:
+    """pipelines/batch.py's steps for text edits: invert (or read) a source, edit a batch, write one item."""
+
+    models: Models
+    text: TextModel
+    match: PromptMatch
+    outputs: Callable[[str], list[Path]]  # stem -> the K output paths
+    steps: int
+    settings: dict
+    names: OutputNames
+
+    def prepare(self, source: Source) -> tuple[Inversion, list[Path]]:
+        name = source.path.name
+        stem = name.removesuffix(LATENT_SUFFIX) if name.endswith(LATENT_SUFFIX) else source.path.stem
+        outs = self.outputs(stem)
+        self.names.claim(source.path, stem, outs)
+        inv = inversion_for(self.models, source.path, None, self.steps)
+        return dataclasses.replace(inv, images=None, steps_images=None, meta=None), outs
+
+    def process(self, batch: list[tuple[Inversion, list[Path]]]) -> torch.Tensor:
+        inv = Inversion.cat([b[0] for b in batch])
+        with torch.no_grad(), autocast(self.models.device, self.models.precision):
+            images = text_edit(self.models.generator, inv, self.text.editor, self.match.embedding,
+                               **self.settings).float()
+        return to_uint8(images)
+
+    def write(self, item: tuple[Inversion, list[Path]], pixels: torch.Tensor, i: int) -> dict[str, list[str]]:
+        outs = item[1]
+        for k, path in enumerate(outs):
+            save_png(path, pixels[i * len(outs) + k], force=self.names.force)
+        return {"outputs": [str(p) for p in outs]}
+
+
+def edit_files(models: Models, text: TextModel, match: PromptMatch, sources: Iterable[Source], *,
+               out: Path | None = None, out_dir: Path | None = None, alpha: float | None = None,
+               strength: float | None = None, seed: int = 0, samples: int = 1, steps: int = 5, batch_size: int = 8,
+               force: bool = False, progress: Callable[[int], None] | None = None,
+               on_failure: Callable[[Failure], None] | None = None) -> BatchReport:
+    """Edit image files (inverted with `steps`) or latent files toward `match`'s prompt, `samples` edits each
+    (K samples of a source in one generator call), written to `out` (one source, one sample) or to
+    `out_dir/<stem>.<prompt>.png` (`<stem>.<prompt>.<k>.png` for several samples)."""
+    if (out is None) == (out_dir is None):
+        raise InputError("give --out FILE (one source, one sample) or --out-dir DIR.")
+    if out_dir is not None:
+        check_out_dir(out_dir, "--out-dir")
+    slug = prompt_slug(match.prompt)
+
+    def outputs(stem: str) -> list[Path]:
+        if out is not None:
+            return [out]
+        return [out_dir / (f"{stem}.{slug}.png" if samples == 1 else f"{stem}.{slug}.{k}.png")
+                for k in range(samples)]
+
+    settings = {"alpha": alpha, "strength": strength, "seed": seed, "samples": samples}
+    job = _EditJob(models, text, match, outputs, steps, settings, OutputNames(force))
+    return run_batches(job, sources, batch_size=batch_size, progress=progress, on_failure=on_failure)
