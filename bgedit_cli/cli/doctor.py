@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -26,10 +25,11 @@ def doctor(
     """
     from bgedit_cli import __version__
     from bgedit_cli.bundle import bgedit_home, default_bundle
+    from bgedit_cli.pipelines.bundles import inspect
     from bgedit_cli.weights import weights_status
 
     report = {"bgedit": __version__, "home": str(bgedit_home()), "weights": weights_status(verify),
-              "bundle": bundle_report(default_bundle()), "system": system_report()}
+              "bundle": inspect(default_bundle()).to_dict(), "system": system_report()}
     if json_out:
         print_json(report)
     else:
@@ -38,31 +38,6 @@ def doctor(
 
 # ----------------------------------------------------------------------------------------------------------
 # Collect.
-
-
-def bundle_report(bundle: Path) -> dict[str, Any]:
-    """The bundle's network files: present or not, with the kind and format their safetensors headers state."""
-    from bgedit_cli.bundle import BUNDLE_FILES
-    from bgedit_cli.checkpoint import read_header
-    from bgedit_cli.errors import CheckpointError
-
-    names = dict(BUNDLE_FILES)
-    if bundle.is_dir():  # files beyond the standard set, e.g. a discriminator
-        names.update({p.stem: p.name for p in sorted(bundle.glob("*.safetensors")) if p.name not in names.values()})
-    files = []
-    for name, file_name in names.items():
-        path = bundle / file_name
-        entry: dict[str, Any] = {"name": name, "path": str(path), "present": path.is_file(), "kind": None,
-                                 "format_version": None, "bytes": None, "error": None}
-        if entry["present"]:
-            entry["bytes"] = path.stat().st_size
-            try:
-                meta, _ = read_header(path)
-                entry["kind"], entry["format_version"] = meta["bgedit.kind"], int(meta["bgedit.format_version"])
-            except CheckpointError as exc:
-                entry["error"] = " ".join(str(exc).split())
-        files.append(entry)
-    return {"path": str(bundle), "exists": bundle.is_dir(), "files": files}
 
 
 def _auto_precision(s: dict[str, Any]) -> str:
