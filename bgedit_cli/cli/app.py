@@ -14,6 +14,7 @@ from bgedit_cli.cli.generate import generate
 from bgedit_cli.cli.info import info
 from bgedit_cli.cli.invert import invert
 from bgedit_cli.cli.mix import mix_content, mix_style
+from bgedit_cli.cli.runs import runs_app
 from bgedit_cli.cli.seg import seg_app
 from bgedit_cli.cli.text_edit import text_edit
 from bgedit_cli.cli.train import train_app
@@ -53,6 +54,7 @@ app.command("mix-content")(mix_content)
 app.command("text-edit")(text_edit)
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(data_app, name="data")
+app.add_typer(runs_app, name="runs")
 app.add_typer(seg_app, name="seg")
 app.add_typer(train_app, name="train")
 
