@@ -89,7 +89,7 @@ def dataset(tmp_path_factory):
 def test_same_seed_same_bytes_whatever_the_workers(cli, dataset, tmp_path):
     _synth(cli, tmp_path / "b", "--workers", "1")
     a, b = _files(dataset), _files(tmp_path / "b")
-    assert len(a) == 10 * 2 + 2 * 2 + 2 * len(synth.STYLE_NAMES) + 1
+    assert len(a) == 10 * 2 + 2 * 2 + 2 * len(synth.STYLE_NAMES) + 2  # + metadata.jsonl, vocabulary.json
     assert a.keys() == b.keys()
     for name in a:
         assert a[name] == b[name], name
