@@ -197,8 +197,11 @@ def record_digest(path: Path, algo: str, digest: str) -> None:
     st = path.stat()
     record = {"algo": algo, "digest": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     tmp = _record_path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(record) + "\n")
-    os.replace(tmp, _record_path(path))
+    try:
+        tmp.write_text(json.dumps(record) + "\n")
+        os.replace(tmp, _record_path(path))
+    except OSError:  # a read-only folder (e.g. a shared hub cache): doctor then just hashes again with --verify
+        tmp.unlink(missing_ok=True)
 
 
 def recorded_digest(path: Path, algo: str) -> str | None:
@@ -238,6 +241,49 @@ def weights_status(verify: bool = False) -> list[dict[str, Any]]:
                 row["verified"] = "now" if verify else "at fetch"
         rows.append(row)
     return rows
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fetching (`bgedit weights fetch`).
+
+
+def fetch_weights(spec: WeightSpec, *, folder: Path | None = None, mirror: str | None = None,
+                  from_file: Path | None = None, force: bool = False, progress=None) -> dict[str, Any]:
+    """Put the publisher's file for `spec` at `folder/names[0]` (default `$BGEDIT_HOME/weights/`), verified against
+    the published hash: downloaded from the publisher's URL or `mirror` (a base URL serving the same file names),
+    or copied from `from_file`. A file already in place (or, without `folder`, anywhere `find_weights` looks) that
+    matches the hash is kept (status "present"); one that does not match is replaced only with `force`.
+    Returns {name, file, path, status: downloaded|installed|present, hash, url}."""
+    from bgedit_cli.download import DownloadError, Expected, fetch_url, file_digest, install_file, mirror_url
+
+    dest = Path(folder).expanduser() / spec.names[0] if folder is not None else weights_dir() / spec.names[0]
+    expected = Expected(spec.hash_algo, spec.published_hash)
+    row = {"name": spec.key, "file": spec.names[0], "path": str(dest), "status": None, "url": None,
+           "hash": None, "published_hash": spec.hash_label}
+
+    # Already there?
+    if not force:
+        candidates = [dest] if folder is not None else [d / n for d in search_dirs(spec) for n in spec.names]
+        for path in (p for p in candidates if p.is_file()):
+            digest = recorded_digest(path, spec.hash_algo) or file_digest(path, spec.hash_algo, progress)
+            if expected.matches(digest):
+                record_digest(path, spec.hash_algo, digest)
+                return {**row, "path": str(path), "status": "present", "hash": f"{spec.hash_algo}:{digest}"}
+            if path == dest:
+                raise DownloadError(f"{dest} exists but is not the published file ({spec.hash_algo}:{digest}, "
+                                    f"published {spec.hash_label}); pass --force to replace it.")
+
+    # Download or install.
+    if from_file is not None:
+        digest = install_file(Path(from_file), dest, expected, progress=progress)
+        row.update(status="installed", url=str(Path(from_file).expanduser()))
+    else:
+        url = mirror_url(mirror, spec.file_name) if mirror else spec.source
+        manual = f"download {spec.source} by hand and run `bgedit weights fetch {spec.key} --from FILE`"
+        digest = fetch_url(url, dest, expected, manual_hint=manual, progress=progress)
+        row.update(status="downloaded", url=url)
+    record_digest(dest, spec.hash_algo, digest)
+    return {**row, "hash": f"{spec.hash_algo}:{digest}"}
 
 
 # ----------------------------------------------------------------------------------------------------------

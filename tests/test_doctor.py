@@ -40,7 +40,9 @@ def test_doctor_json_all_missing(cli, home):
     assert weights["alexnet"]["published_hash"] == "sha256:7be5be79"
     assert weights["inception"]["source"].endswith("/v0.2.0/" + INCEPTION_FILE)
     assert weights["inception"]["searched"] == [str(home / "weights"), str(home.parent / "hub" / "checkpoints")]
-    assert weights["moco"]["published_hash"] == "md5:a04e12f8"
+    assert weights["moco"]["published_hash"] == "md5:a04e12f8" and "facebookresearch/moco" in weights["moco"][
+        "hash_published"]
+    assert weights["inception"]["purpose"].startswith("FID and KID")
     assert report["bundle"] == {**report["bundle"], "path": str(home / "models" / "default"), "exists": False}
     assert not any(f["present"] for f in report["bundle"]["files"])
     system = report["system"]
@@ -98,6 +100,8 @@ def test_doctor_table(cli, home):
     assert "found" in lines[INCEPTION_FILE] and str(home / "weights" / INCEPTION_FILE) in lines[INCEPTION_FILE]
     assert "missing" in lines["alexnet-owt-7be5be79.pth"]
     assert f"put it at {home / 'weights' / 'alexnet-owt-7be5be79.pth'}" in lines["alexnet-owt-7be5be79.pth"]
+    assert "│ alexnet " in lines["alexnet-owt-7be5be79.pth"]  # the name `bgedit weights fetch` takes
+    assert "`bgedit weights fetch alexnet` or --alexnet FILE" in out
     assert "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth" in out and "sha256:7be5be79" in out
     assert "avx2:" in out and torch.__version__ in out
     assert not result.stderr.strip()

@@ -18,6 +18,7 @@ from bgedit_cli.cli.runs import runs_app
 from bgedit_cli.cli.seg import seg_app
 from bgedit_cli.cli.text_edit import text_edit
 from bgedit_cli.cli.train import train_app
+from bgedit_cli.cli.weights import weights_app
 
 app = typer.Typer(
     name="bgedit",
@@ -57,6 +58,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(runs_app, name="runs")
 app.add_typer(seg_app, name="seg")
 app.add_typer(train_app, name="train")
+app.add_typer(weights_app, name="weights")
 
 
 def main() -> None:
