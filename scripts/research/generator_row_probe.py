@@ -1,6 +1,6 @@
 """Which W+ rows of a generator carry layout and which carry style: a crossover grid.
 
-    python scripts/generator_row_probe.py GENERATOR.safetensors OUT.png [--cuts 1,2,3,4] [--pairs 6] [--seed 2]
+    python scripts/research/generator_row_probe.py GENERATOR OUT.png [--cuts 1,2,3,4] [--pairs 6] [--seed 2]
 
 Each grid row is one pair of random codes (A, B): A | rows < k from A, the rest from B (one column per cut k)
 | B. Where the column still shows A's layout in B's colours, rows < k carry the layout: that k is a good
@@ -14,20 +14,20 @@ from pathlib import Path
 
 import torch
 
-from bgedit_cli.checkpoint import load_network
 from bgedit_cli.io import image_grid, save_png
+from bgedit_cli.pipelines.models import load_generator
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("generator")
+    ap.add_argument("generator", type=Path, help="generator.safetensors or a bundle folder")
     ap.add_argument("out")
     ap.add_argument("--cuts", default="1,2,3,4")
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--truncation", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=2)
     args = ap.parse_args()
-    G = load_network(args.generator, "generator", "cpu").eval()
+    G = load_generator(args.generator).generator
     cuts = [int(k) for k in args.cuts.split(",")]
     n = G.cfg.num_ws
     gen = torch.Generator().manual_seed(args.seed)

@@ -1,7 +1,7 @@
 """Real photos through a bundle: one row per photo, columns photo | predicted map | reconstruction | the photo
 restyled with each STYLE scene's look (mix-style) | text edits (one per prompt).
 
-    python scripts/photo_figure.py --model BUNDLE --photos a.jpg b.jpg ... --styles s1.png s2.png \
+    python scripts/research/photo_figure.py --model BUNDLE --photos a.jpg b.jpg ... --styles s1.png s2.png \
         --prompts "snowy,night,ocean" --out docs/demo-bundle/photos.png
 
 The bundle was trained on synthetic scenes, so a photo comes back in the synthetic domain's look: the figure
@@ -12,20 +12,15 @@ proposed model (the photo's map predicted by its segmenter), 5 refinement steps,
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import torch
 
-import torch  # noqa: E402
-
-from bgedit_cli.checkpoint import load_network  # noqa: E402
-from bgedit_cli.io import colorize_seg, image_grid, load_image, save_png  # noqa: E402
-from bgedit_cli.pipelines.invert import run_inversion  # noqa: E402
-from bgedit_cli.pipelines.mix import mix_style  # noqa: E402
-from bgedit_cli.pipelines.models import load_clip, load_models  # noqa: E402
-from bgedit_cli.pipelines.text_edit import text_edit  # noqa: E402
+from bgedit_cli.io import colorize_seg, image_grid, load_image, save_png
+from bgedit_cli.pipelines.invert import run_inversion
+from bgedit_cli.pipelines.mix import mix_style
+from bgedit_cli.pipelines.models import load_models, load_text_model
+from bgedit_cli.pipelines.text_edit import text_edit
 
 
 def main() -> None:
@@ -53,11 +48,10 @@ def main() -> None:
                 columns.append(mix_style(m.generator, inv, b))
         prompts = [p.strip() for p in args.prompts.split(",") if p.strip()]
         if prompts:
-            editor = load_network(args.model / "text.safetensors", "text", m.device).eval()
-            clip = load_clip(args.model, None, m.device)
-            embs = clip.encode_text(prompts)
-            for j in range(len(prompts)):
-                columns.append(text_edit(m.generator, inv, editor, embs[j:j + 1], seed=0))
+            text = load_text_model(m)  # checked against the generator and its CLIP
+            for prompt in prompts:  # any prompt: a probe, not the command's gate
+                emb = text.gate(prompt, force=True).embedding
+                columns.append(text_edit(m.generator, inv, text.editor, emb, seed=0))
     grid = torch.stack(columns, dim=1).flatten(0, 1)  # row-major: photo by photo
     save_png(args.out, image_grid(grid.clamp(-1, 1), len(columns)), force=True)
     heads = ["photo", "map", "reconstruction", *(f"style of {p.name}" for p in args.styles),

@@ -1,7 +1,7 @@
 """How well can the generator reproduce held-out scenes at all? Optimise each image's code directly (no
 encoders): the ceiling that the inversion networks can approach.
 
-    python scripts/inversion_ceiling.py --data DATA --model BUNDLE [--num 64] [--steps 1000] [--delta-steps 300]
+    python scripts/research/inversion_ceiling.py --data DATA --model BUNDLE [--num 64] [--steps 1000] [--delta-steps 300]
         [--batch-size 16] [--lr 0.05] [--delta-lr 0.002] [--report-at 100,300,600,1000] [--json FILE]
 
 Per batch of validation images (first `--num` by name): W+ starts at the generator's average latent and is
@@ -23,16 +23,14 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import torch
 
-import torch  # noqa: E402
-
-from bgedit_cli.bundle import bundle_file  # noqa: E402
-from bgedit_cli.checkpoint import load_network  # noqa: E402
-from bgedit_cli.data.ade20k import ADE20KDataset  # noqa: E402
-from bgedit_cli.metrics.pairwise import ms_ssim, ms_ssim_label, psnr  # noqa: E402
-from bgedit_cli.metrics.segmentation import confusion_matrix, segmentation_scores  # noqa: E402
+from bgedit_cli.bundle import bundle_file
+from bgedit_cli.checkpoint import load_network
+from bgedit_cli.data.ade20k import ADE20KDataset
+from bgedit_cli.metrics.pairwise import ms_ssim, ms_ssim_label, psnr
+from bgedit_cli.metrics.segmentation import confusion_matrix, segmentation_scores
+from bgedit_cli.pipelines.models import load_generator
 
 
 def scores(y: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -94,9 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
-    G = load_network(bundle_file(args.model, "generator"), "generator").eval().requires_grad_(False)
+    G = load_generator(args.model).generator.requires_grad_(False)
     r = G.cfg.img_resolution
-    seg_path = Path(args.model) / "segmenter.safetensors"
+    seg_path = bundle_file(args.model, "segmenter", must_exist=False)
     seg_net = load_network(seg_path, "segmenter").eval() if seg_path.is_file() else None
     dataset = ADE20KDataset(args.data, args.split, resolution=r, flip=False, require_seg=seg_net is not None)
     cms: dict[str, torch.Tensor] = {}
