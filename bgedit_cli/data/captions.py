@@ -7,10 +7,12 @@
 the zero-shot evaluation uses as labels (records without them are simply not scored). Images are paired with
 captions by file stem; an image without a caption is an error naming it.
 
-Zero-shot prompts come from the caption tables of `bgedit_cli.data.synth`: a look is named by its look-only
-caption wordings (`STYLE_PHRASES` with the subjects "landscape" and "scene": 'a foggy landscape', 'a scene at
-night'); a content factor's value by its `CONTENT_WORDS` ('lake', 'a lake landscape'), and its absence by the
-plain 'a landscape' / 'a scene'.
+Zero-shot prompts come from the data's vocabulary (`ROOT/vocabulary.json`, read by
+`bgedit_cli.data.synth.read_vocabulary`; `CaptionDataset.vocabulary`): a look is named by its look-only
+caption wordings (`style_phrases` with the subjects "landscape" and "scene": 'a foggy landscape', 'a scene at
+night'); a content factor's value by its `content_words` ('lake', 'a lake landscape'), and its absence by the
+plain 'a landscape' / 'a scene'. The functions below take that vocabulary; without one they use the renderer's
+current tables (`renderer_vocabulary()`).
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ import torch
 from PIL import Image
 
 from bgedit_cli.data.ade20k import ADE20KDataset, flip_for
-from bgedit_cli.data.synth import CONTENT_WORDS, STYLE_NAMES, STYLE_PHRASES
+from bgedit_cli.data.synth import METADATA, Vocabulary, read_vocabulary, renderer_vocabulary
+from bgedit_cli.data.synth.captions import article
 from bgedit_cli.errors import InputError
 from bgedit_cli.io import open_image, resize_center_crop
 
-METADATA = "metadata.jsonl"
 CACHE_BYTES = 1 << 30  # splits up to this size (uint8 pixels) stay decoded in memory
 LOOK_SUBJECTS = ("landscape", "scene")  # the subjects of synth's look-only captions
 ALWAYS_PRESENT = ("ground",)  # content factors every scene has (no "none" class)
@@ -54,8 +56,9 @@ def read_captions(root: Path) -> dict[str, dict[str, Any]]:
 
 class CaptionDataset(torch.utils.data.Dataset):
     """Items: {"img": float32 [3, R, R] in [-1, 1], "caption": str, "index": i}. With `flip`, a horizontal flip
-    drawn from (seed, epoch, index) as in ADE20KDataset (call `set_epoch`). `records[i]` is image i's metadata.
-    Small splits are kept decoded (uint8) after their first use."""
+    drawn from (seed, epoch, index) as in ADE20KDataset (call `set_epoch`). `records[i]` is image i's metadata,
+    `vocabulary` the data's words (zero-shot prompts and labels). Small splits are kept decoded (uint8) after
+    their first use."""
 
     def __init__(self, root: str | Path, split: str, resolution: int, *, flip: bool = False, seed: int = 0) -> None:
         images = ADE20KDataset(root, split, resolution=resolution, require_seg=False)  # listing and layout errors
@@ -67,6 +70,7 @@ class CaptionDataset(torch.utils.data.Dataset):
         self.root, self.split, self.resolution = images.root, split, int(resolution)
         self.names, self.paths = images.names, images.image_paths
         self.records = [captions[n] for n in self.names]
+        self.vocabulary = read_vocabulary(images.root)
         self.captions = [r["caption"] for r in self.records]
         self.flip, self.seed, self.epoch = flip, int(seed), 0
         self.keep = len(self.names) * 3 * self.resolution**2 <= CACHE_BYTES
@@ -95,27 +99,31 @@ class CaptionDataset(torch.utils.data.Dataset):
 # Zero-shot labels and prompts.
 
 
-def _a(phrase: str) -> str:
-    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+def _or_renderer(vocabulary: Vocabulary | None) -> Vocabulary:
+    """The given vocabulary (the data's), else the renderer's current tables."""
+    return vocabulary if vocabulary is not None else renderer_vocabulary()
 
 
-def style_prompts() -> dict[str, list[str]]:
+def style_prompts(vocabulary: Vocabulary | None = None) -> dict[str, list[str]]:
     """look -> its wordings as a look-only caption: 'a sunny landscape', 'a scene on a clear day', ..."""
-    return {name: [f"{_a(f'{adj} {subject}'.strip())} {when}".strip()
-                   for adj, when in STYLE_PHRASES[name] for subject in LOOK_SUBJECTS] for name in STYLE_NAMES}
+    words = _or_renderer(vocabulary)
+    return {name: [f"{article(f'{adj} {subject}'.strip())} {when}".strip()
+                   for adj, when in words.style_phrases[name] for subject in LOOK_SUBJECTS]
+            for name in words.style_names}
 
 
-def content_prompts(factor: str) -> dict[str, list[str]]:
+def content_prompts(factor: str, vocabulary: Vocabulary | None = None) -> dict[str, list[str]]:
     """value -> its wordings for one content factor: each word alone and as 'a <word> landscape'; 'none' (for
     factors a scene may lack) as the plain 'a landscape' / 'a scene'."""
-    prompts = {value: [p for w in words for p in (w, _a(f"{w} landscape"))]
-               for value, words in CONTENT_WORDS[factor].items()}
+    words = _or_renderer(vocabulary)
+    prompts = {value: [p for w in names for p in (w, article(f"{w} landscape"))]
+               for value, names in words.content_words[factor].items()}
     if factor not in ALWAYS_PRESENT:
-        prompts["none"] = [_a(subject) for subject in LOOK_SUBJECTS]
+        prompts["none"] = [article(subject) for subject in LOOK_SUBJECTS]
     return prompts
 
 
-def factor_value(content: dict[str, Any], factor: str) -> str:
+def factor_value(content: dict[str, Any], factor: str, vocabulary: Vocabulary | None = None) -> str:
     """The class of a scene's content factor among `content_prompts(factor)`: the value itself (water, ground,
     buildings, forest), the word's value when present ('trees', 'road', 'rocks'; counts and flags), 'mountain'
     or 'hill' for ridges (mountain when there is one), else 'none'."""
@@ -125,15 +133,17 @@ def factor_value(content: dict[str, Any], factor: str) -> str:
     if factor == "ridges":
         kinds = {ridge["kind"] for ridge in value}
         return "mountain" if "mountain" in kinds else "hill" if kinds else "none"
-    (name,) = CONTENT_WORDS[factor]
+    (name,) = _or_renderer(vocabulary).content_words[factor]
     return name if value else "none"
 
 
-def zero_shot_labels(records: list[dict[str, Any]]) -> dict[str, tuple[list[str], list[int | None]]]:
+def zero_shot_labels(records: list[dict[str, Any]], vocabulary: Vocabulary | None = None
+                     ) -> dict[str, tuple[list[str], list[int | None]]]:
     """task ('style' or a content factor) -> (class names, each record's class index or None when the record
     does not say). Tasks that no record labels are left out."""
-    tasks = {"style": list(STYLE_NAMES)}
-    tasks.update({factor: list(content_prompts(factor)) for factor in CONTENT_WORDS})
+    words = _or_renderer(vocabulary)
+    tasks = {"style": list(words.style_names)}
+    tasks.update({factor: list(content_prompts(factor, words)) for factor in words.content_words})
     out = {}
     for task, classes in tasks.items():
         labels = []
@@ -142,13 +152,13 @@ def zero_shot_labels(records: list[dict[str, Any]]) -> dict[str, tuple[list[str]
                 value = (r.get("style") or {}).get("name")
             else:
                 content = r.get("content") or {}
-                value = factor_value(content, task) if task in content else None
+                value = factor_value(content, task, words) if task in content else None
             labels.append(classes.index(value) if value in classes else None)
         if any(label is not None for label in labels):
             out[task] = (classes, labels)
     return out
 
 
-def task_prompts(task: str) -> dict[str, list[str]]:
+def task_prompts(task: str, vocabulary: Vocabulary | None = None) -> dict[str, list[str]]:
     """Class name -> prompts of a zero-shot task ('style' or a content factor)."""
-    return style_prompts() if task == "style" else content_prompts(task)
+    return style_prompts(vocabulary) if task == "style" else content_prompts(task, vocabulary)
