@@ -192,9 +192,11 @@ def test_decoded_cache_matches_dataset(scenes):
 
 
 def test_lr_schedule():
-    from bgedit_cli.training.segmenter import lr_at
+    from bgedit_cli.training.common import warmup_cosine_lr
+    from bgedit_cli.training.configs import SegmenterTrainConfig
 
-    lrs = [lr_at(s, 100, 1.0) for s in range(100)]
+    schedule = SegmenterTrainConfig.for_preset("demo").lr_schedule()
+    lrs = [warmup_cosine_lr(s, 100, 1.0, **schedule) for s in range(100)]
     assert lrs[0] == pytest.approx(0.2) and lrs[4] == pytest.approx(1.0)  # 5 warm-up steps
     assert all(a >= b for a, b in zip(lrs[4:], lrs[5:])) and lrs[-1] < 1e-3
 

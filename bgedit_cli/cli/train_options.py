@@ -23,7 +23,8 @@ SnapshotEveryOpt = Annotated[Optional[int], typer.Option(
 
 
 def config_option(cfg: type[StageConfig], name: str, *flags: str, **kwargs: Any) -> Any:
-    """A `typer.Option` for config field `name`: its help from the field, its default shown per preset."""
+    """A `typer.Option` for config field `name`: its flag, its help from the field, its default shown per preset."""
     field = {f.name: f for f in dataclasses.fields(cfg)}[name]
-    return typer.Option(*(flags or ("--" + name.replace("_", "-"),)), help=field.metadata.get("help", ""),
+    flag = next(f for f, names in cfg.options().items() if name in names)
+    return typer.Option(*(flags or (flag,)), help=field.metadata.get("help", ""),
                         show_default=cfg.preset_default(name), **kwargs)

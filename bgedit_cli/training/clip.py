@@ -2,10 +2,10 @@
 OpenAI's weights are not used.
 
 Symmetric InfoNCE (`nn/clip_model.contrastive_loss`) on the (image, caption) pairs of the training split
-(`data/captions.py`), with AdamW (CLIP's betas 0.9/0.98 and eps 1e-6; weight decay 0.1 on matrices only), a
-linear warm-up over 5% of the steps (<= 2000), then cosine to 0, and seeded horizontal flips. Captions are
-tokenized with OpenAI's BPE at the network's context length (longer ones are cut). Under torchrun each process
-contrasts its own share of the batch and the gradients are averaged.
+(`data/captions.py`), with AdamW (CLIP's betas 0.9/0.98 and eps 1e-6; weight decay 0.1 on matrices only), the
+config's learning-rate schedule (by default a linear warm-up over 5% of the steps, <= 2000, then cosine to 0), and
+seeded horizontal flips. Captions are tokenized with OpenAI's BPE at the network's context length (longer ones
+are cut). Under torchrun each process contrasts its own share of the batch and the gradients are averaged.
 
 The network is `clip_config(cfg.network)` at the image resolution of the bundle's generator when
 `BUNDLE/generator.safetensors` exists (the text stage shows CLIP generated images), else the preset's.
@@ -44,16 +44,10 @@ from bgedit_cli.training.state import seed_everything
 
 STAGE = "clip"
 ADAM_BETAS, ADAM_EPS, WEIGHT_DECAY = (0.9, 0.98), 1e-6, 0.1
-WARMUP_FRACTION, MAX_WARMUP = 0.05, 2000
 
 
 class ClipTrainOptions(StageOptions):
     """The command line's options (see StageOptions)."""
-
-
-def lr_at(step: int, total: int, base_lr: float) -> float:
-    """Learning rate of step `step` (0-based): linear warm-up over 5% of the steps (<= 2000), cosine to 0."""
-    return warmup_cosine_lr(step, total, base_lr, warmup_fraction=WARMUP_FRACTION, max_warmup=MAX_WARMUP)
 
 
 def network_config(network: str, bundle: Path) -> ClipConfig:
@@ -143,7 +137,8 @@ class ClipStage(StageBase):
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "clip_config": self.net_cfg.to_dict(),
-                "schedule": {"name": "warmup-cosine", "base_lr": self.cfg.lr, "total_steps": self.cfg.steps}}
+                "schedule": {"name": "warmup-cosine", "base_lr": self.cfg.lr, "total_steps": self.cfg.steps,
+                             **self.cfg.lr_schedule()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
@@ -155,7 +150,7 @@ class ClipStage(StageBase):
         batch = batches.next()
         img = batch["img"].to(self.device, non_blocking=True)
         tokens = tokenize(batch["caption"], self.net_cfg.context_length, truncate=True).to(self.device)
-        lr = lr_at(step, self.cfg.steps, self.cfg.lr)
+        lr = warmup_cosine_lr(step, self.cfg.steps, self.cfg.lr, **self.cfg.lr_schedule())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with autocast(self.device, self.precision):

@@ -2,25 +2,61 @@
 
 A stage's config lists its fields and `PRESETS` (the field values per preset); `for_preset(name, **overrides)`
 fills the rest from the preset, `resolve(...)` adds the `--resume` rules, and the CLI reads option defaults and
-help from the same table (`preset_default`). The run's state stores `cfg.to_dict()`, so `--resume` keeps it.
+help from the same table (`preset_default`). A field's metadata names its `bgedit train <stage>` option, so
+`command()` writes the command line of a run from the fields alone (and recipes, training/recipe.py, read the
+same names). The run's state stores `cfg.to_dict()`, so `--resume` keeps it.
 This module imports no torch: `bgedit --help` reads it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 from bgedit_cli.config import Config
 from bgedit_cli.errors import ConfigError, InputError
 
 C = TypeVar("C", bound="StageConfig")
+AUTO = "auto"  # a field's flag: `--` + its name with dashes
+_KEEP = object()  # a field's `omit`: never left out of the command
 
 
-def _field(default: Any, help: str) -> Any:
-    """A config field with its command-line help (the CLI reads it: `cli/train_options.py`)."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def _field(default: Any, help: str, *, flag: str | None = AUTO, omit: Any = _KEEP) -> Any:
+    """A config field with its command-line option: `help` (the CLI reads it: `cli/train_options.py`), `flag`
+    (AUTO: `--name-with-dashes`; None: not an option; `--no-x` for a bool that is on by default; `--{}-x` for a
+    dict, one option per key) and `omit`: the command leaves the field out when it equals this value (or when
+    this function of the config says so). None values are always left out."""
+    return dataclasses.field(default=default, metadata={"help": help, "flag": flag, "omit": omit})
+
+
+# The warm-up + cosine schedule (`warmup_cosine_lr`, training/common.py) of the stages that use one: config
+# fields (per preset where a preset needs other values), not command-line options.
+WARMUP_HELP = "share of the steps of the linear learning-rate warm-up"
+MAX_WARMUP_HELP = "at most this many warm-up steps"
+FINAL_LR_HELP = "the cosine ends at this fraction of the peak learning rate"
+
+
+class WarmupCosine:
+    """A stage config with a learning-rate schedule: linear warm-up over `warmup_fraction` of the steps (at most
+    `max_warmup`), then cosine from `lr` to `final_lr_fraction * lr` (fields of the config, defaults per stage)."""
+
+    warmup_fraction: float
+    max_warmup: int
+    final_lr_fraction: float
+
+    def __post_init__(self) -> None:
+        super().__post_init__()  # type: ignore[misc]
+        if not (0 <= self.warmup_fraction <= 1 and 0 <= self.final_lr_fraction <= 1 and self.max_warmup >= 0):
+            raise ConfigError(f"warmup_fraction {self.warmup_fraction} and final_lr_fraction "
+                              f"{self.final_lr_fraction}: expected fractions in [0, 1]; max_warmup "
+                              f"{self.max_warmup}: expected >= 0.")
+
+    def lr_schedule(self) -> dict[str, float]:
+        """The keyword arguments of `warmup_cosine_lr` besides step, total and base lr."""
+        return {"warmup_fraction": self.warmup_fraction, "max_warmup": self.max_warmup,
+                "final_fraction": self.final_lr_fraction}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +65,7 @@ class StageConfig(Config):
     `for_preset(name, **overrides)` fills the rest from the preset, and the CLI's option defaults and help
     are read from the same table (`preset_default`). Stored in the run's state so `--resume` keeps it."""
 
+    STAGE: ClassVar[str] = ""  # the command: `bgedit train STAGE`
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
     LENGTH_FIELDS: ClassVar[tuple[str, ...]] = ("steps",)  # what `--resume` may change
 
@@ -48,7 +85,10 @@ class StageConfig(Config):
         """The preset's settings with `overrides` (None = keep the preset's)."""
         if preset not in cls.PRESETS:
             raise InputError(f"--preset {preset}: expected one of {', '.join(cls.PRESETS)}.")
-        values = {**cls.PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+        values = dict(cls.PRESETS[preset])
+        for name, value in overrides.items():
+            if value is not None:  # a dict (loss lambdas) updates the preset's, key by key
+                values[name] = {**values[name], **value} if isinstance(value, dict) and name in values else value
         return cls(preset=preset, **values)
 
     @classmethod
@@ -57,9 +97,9 @@ class StageConfig(Config):
         field = {f.name: f for f in dataclasses.fields(cls)}[name]
         values = {p: v.get(name, field.default) for p, v in cls.PRESETS.items()}
         if len(set(map(repr, values.values()))) == 1:
-            return _short(next(iter(values.values())))
+            return format_value(next(iter(values.values())))
         order = sorted(values, key=lambda p: p != "demo")
-        return ", ".join(f"{p} {_short(values[p])}" for p in order)
+        return ", ".join(f"{p} {format_value(values[p])}" for p in order)
 
     @classmethod
     def resolve(cls: type[C], preset: str | None, overrides: dict[str, Any], flags: dict[str, str],
@@ -73,12 +113,73 @@ class StageConfig(Config):
         for name, value in given.items():
             if value is None or name in cls.LENGTH_FIELDS or value == getattr(cfg, name):
                 continue
-            flag = flags.get(name, "--" + name.replace("_", "-"))
+            flag = flags.get(name) or next((f for f, names in cls.options().items() if name in names),
+                                           "--" + name.replace("_", "-"))
             old = getattr(cfg, name)
-            raise InputError(f"{flag} {_short(value)} differs from the resumed run's {_short(old)}; the run keeps "
-                             f"{name} (saved {_short(old)}). Leave {flag} out to resume, or start a new run "
+            raise InputError(f"{flag} {format_value(value)} differs from the resumed run's {format_value(old)}; the run keeps "
+                             f"{name} (saved {format_value(old)}). Leave {flag} out to resume, or start a new run "
                              "without --resume.")
         return cfg.replace(**{k: overrides[k] for k in cls.LENGTH_FIELDS if overrides.get(k) is not None})
+
+    # The command line.
+
+    @classmethod
+    def options(cls) -> dict[str, list[str]]:
+        """`{flag: [field, ...]}`: the fields that are options of `bgedit train STAGE`, in field order. A dict
+        field's flag is a template (`--{}-lambda`: one option per key); several fields may share a flag (the
+        generator's `--lr` sets g_lr and d_lr)."""
+        out: dict[str, list[str]] = {}
+        for f in dataclasses.fields(cls):
+            flag = _flag_of(f)
+            if flag is not None:
+                out.setdefault(flag, []).append(f.name)
+        return out
+
+    def command_args(self) -> list[tuple[str, str | None]]:
+        """`(flag, value)` pairs (value None: a switch) that reproduce this config after `--data/--model`."""
+        return [(flag, value) for flag, value, _ in self._args()]
+
+    def command(self, data: Path, bundle: Path, world_size: int = 1, time_limit_min: float | None = None) -> str:
+        """The command line that reproduces this run's settings (lists of words in double quotes)."""
+        words = [f"{launch(world_size)} train {self.STAGE} --data {shell_word(str(data))} --model {shell_word(str(bundle))}"]
+        words += [flag if value is None else f"{flag} {shell_word(value, always=texts)}"
+                  for flag, value, texts in self._args()]
+        if time_limit_min is not None:
+            words.append(f"--time-limit {format_value(time_limit_min)}")
+        return " ".join(words)
+
+    def _args(self) -> list[tuple[str, str | None, bool]]:
+        """(flag, value, is a list of words) of each option the command shows, in field order."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        out: list[tuple[str, str | None, bool]] = []
+        for flag, names in self.options().items():
+            value, omit = getattr(self, names[0]), fields[names[0]].metadata.get("omit", _KEEP)
+            if value is None or omit is not _KEEP and (omit(self) if callable(omit) else value == omit):
+                continue
+            if isinstance(value, dict):
+                out += [(flag.format(key.replace("_", "-")), format_value(v), False) for key, v in value.items()]
+            elif isinstance(value, bool):
+                if value != flag.startswith("--no-"):  # `--no-x` when off, `--x` when on
+                    out.append((flag, None, False))
+            else:
+                texts = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+                out.append((flag, format_value(value), texts))
+        return out
+
+
+def _flag_of(f: dataclasses.Field) -> str | None:
+    flag = f.metadata.get("flag")
+    return "--" + f.name.replace("_", "-") if flag == AUTO else flag
+
+
+_SAFE = re.compile(r"[\w@%+=:,./-]+")
+
+
+def shell_word(text: str, always: bool = False) -> str:
+    """`text` as one shell word: bare when safe, else in double quotes (\\, ", $ and ` escaped)."""
+    if _SAFE.fullmatch(text) and not always:
+        return text
+    return '"' + re.sub(r'([\\"$`])', r"\\\1", text) + '"'
 
 
 def launch(world_size: int) -> str:
@@ -86,18 +187,20 @@ def launch(world_size: int) -> str:
     return f"torchrun --nproc_per_node {world_size} -m bgedit_cli" if world_size > 1 else "bgedit"
 
 
-def _short(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A value as the command line writes it: floats as short as they stay exact (0.0025, 0, 1e-05)."""
     if isinstance(value, float):
-        return f"{value:g}"
+        return f"{value:g}" if float(f"{value:g}") == value else repr(value)
     if isinstance(value, (tuple, list)):
         return ",".join(map(str, value))
     return str(value)
 
 
 @dataclasses.dataclass(frozen=True)
-class SegmenterTrainConfig(StageConfig):
+class SegmenterTrainConfig(WarmupCosine, StageConfig):
     """What a segmenter run is made of. The demo values are the measured ones of docs/segmenter.md."""
 
+    STAGE: ClassVar[str] = "segmenter"
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"steps": 40, "batch_size": 8, "lr": 3e-3, "class_balance": 0.5, "progressive": 0.0},
         "demo": {"steps": 4600, "batch_size": 8, "lr": 1e-2, "class_balance": 0.5, "progressive": 0.5},
@@ -105,6 +208,9 @@ class SegmenterTrainConfig(StageConfig):
     }
 
     lr: float = _field(1e-2, "peak AdamW learning rate (warm-up, then cosine to 0)")
+    warmup_fraction: float = _field(0.05, WARMUP_HELP, flag=None)
+    max_warmup: int = _field(500, MAX_WARMUP_HELP, flag=None)
+    final_lr_fraction: float = _field(0.0, FINAL_LR_HELP, flag=None)
     class_balance: float = _field(0.5, "weigh class c's pixels by f_c^-P (f_c: its pixel frequency in the "
                                        "training maps); 0 = plain cross-entropy")
     progressive: float = _field(0.5, "fraction of the steps at reduced resolution: the first half of it at 1/4 "
@@ -118,11 +224,6 @@ class SegmenterTrainConfig(StageConfig):
             raise InputError(f"--class-balance {self.class_balance}: expected a power between 0 and 1.")
         if not 0 <= self.progressive <= 1:
             raise InputError(f"--progressive {self.progressive}: expected a fraction of the steps, 0..1.")
-
-    def command(self, data: Path, bundle: Path, world_size: int = 1) -> str:
-        return (f"{launch(world_size)} train segmenter --data {data} --model {bundle} --preset {self.preset} "
-                f"--steps {self.steps} --batch-size {self.batch_size} --lr {self.lr:g} --class-balance {self.class_balance:g} "
-                f"--progressive {self.progressive:g} --seed {self.seed}")
 
 
 AUGMENT_MODES = ("none", "diffaug", "ada")
@@ -139,6 +240,7 @@ class GeneratorTrainConfig(StageConfig):
     the value those runs used.
     """
 
+    STAGE: ClassVar[str] = "generator"
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": dict(steps=200, batch_size=8, g_lr=0.002, d_lr=0.002, r1_gamma=0.01, pl_weight=2.0, ema_kimg=0.1,
                      swd_images=64, swd_patches=16, grid_cols=4, grid_rows=2),
@@ -150,8 +252,8 @@ class GeneratorTrainConfig(StageConfig):
 
     channels: tuple[int, ...] | None = _field(None, "G and D widths per resolution 4..R px, comma-separated "
                                                     "(e.g. 128,128,64,64,64); default: the preset's network")
-    g_lr: float = _field(0.0025, "Adam learning rate of G and D")
-    d_lr: float = 0.0025
+    g_lr: float = _field(0.0025, "Adam learning rate of G and D", flag="--lr")
+    d_lr: float = dataclasses.field(default=0.0025, metadata={"flag": "--lr"})  # --lr sets both
     r1_gamma: float = _field(0.05, "R1 weight gamma")
     r1_interval: int = 16
     pl_weight: float = _field(0.0, "path-length regularization weight, 0: off")
@@ -182,32 +284,24 @@ class GeneratorTrainConfig(StageConfig):
         if min(self.g_lr, self.d_lr, self.r1_gamma, self.pl_weight, self.ema_kimg) < 0:
             raise ConfigError("learning rates, gamma, pl_weight and ema_kimg must not be negative.")
         if self.channels is not None and (not self.channels or min(self.channels) < 1):
-            raise InputError(f"--channels {_short(self.channels)}: expected positive widths, one per resolution.")
+            raise InputError(f"--channels {format_value(self.channels)}: expected positive widths, one per resolution.")
 
     @property
     def kimg(self) -> float:
         return self.steps * self.batch_size / 1000
 
-    def command(self, data: Path, bundle: Path, world_size: int = 1, time_limit_min: float | None = None) -> str:
-        """The command line that reproduces this run's settings."""
-        limit = f" --time-limit {time_limit_min:g}" if time_limit_min is not None else ""
-        widths = f" --channels {_short(self.channels)}" if self.channels is not None else ""
-        return (f"{launch(world_size)} train generator --data {data} --model {bundle} --preset {self.preset} "
-                f"--steps {self.steps} --batch-size {self.batch_size} --lr {self.g_lr} --r1-gamma {self.r1_gamma} "
-                f"--pl-weight {self.pl_weight} --augment {self.augment} --seed {self.seed}{widths}{limit}")
-
 
 INVERSION_VARIANTS = ("proposed", "baseline")
 SCHEDULES = ("joint", "phased")
-LOSS_NAMES = ("l2", "lpips", "moco", "ms_ssim", "msl1")
 
 
 @dataclasses.dataclass(frozen=True)
-class InversionTrainConfig(StageConfig):
-    """What an inversion run is made of. Loss lambdas: the keys of `LOSS_NAMES` (0 = off). tiny/demo use
+class InversionTrainConfig(WarmupCosine, StageConfig):
+    """What an inversion run is made of. Loss lambdas: the keys of `losses.LOSS_NAMES` (0 = off). tiny/demo use
     weight-free losses only (docs/training-inversion.md); paper-256 is HyperStyle's README training command
     (batch 8, lr 1e-4, 5 iterations per batch, L2 1.0 + LPIPS-Alex 0.8 + MoCo 0.5)."""
 
+    STAGE: ClassVar[str] = "inversion"
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"steps": 40, "batch_size": 4, "lr": 1e-3, "refine_steps": 2,
                  "lambdas": {"l2": 1.0, "lpips": 0.0, "moco": 0.0, "ms_ssim": 0.0, "msl1": 0.0}},
@@ -222,15 +316,19 @@ class InversionTrainConfig(StageConfig):
                                       "(StyleTransformer + HyperStyle)")
     refine_steps: int = _field(3, "HyperStyle refinement iterations per batch")
     lr: float = _field(5e-4, "peak Adam learning rate (warm-up, then cosine to 10%)")
+    warmup_fraction: float = _field(0.02, WARMUP_HELP, flag=None)
+    max_warmup: int = _field(500, MAX_WARMUP_HELP, flag=None)
+    final_lr_fraction: float = _field(0.1, FINAL_LR_HELP, flag=None)
     schedule: str = _field("joint", "joint (encoders and hypernetworks every step) or phased (encoders first, "
                                     "then hypernetworks)")
-    encoder_fraction: float = _field(0.5, "phased: share of the steps that train the encoders alone")
+    encoder_fraction: float = _field(0.5, "phased: share of the steps that train the encoders alone",
+                                     omit=lambda cfg: cfg.schedule != "phased")
     pretrain_steps: int = _field(0, "first steps that train the encoders on the generator's own samples with a latent "
                                     "loss (rows < seg_layers from one code, the rest from another; the map from "
-                                    "the bundle's segmenter)")
+                                    "the bundle's segmenter)", omit=0)
     seg_layers: int = _field(0, "proposed: W+ rows driven by the Seg Encoder (0: the rows up to 32x32, 8 of 14 at "
-                                "256 px, the paper's split)")
-    lambdas: dict[str, float] = dataclasses.field(default_factory=dict)
+                                "256 px, the paper's split)", omit=0)
+    lambdas: dict[str, float] = dataclasses.field(default_factory=dict, metadata={"flag": "--{}-lambda"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -238,6 +336,8 @@ class InversionTrainConfig(StageConfig):
             raise InputError(f"--variant {self.variant}: expected one of {', '.join(INVERSION_VARIANTS)}.")
         if self.schedule not in SCHEDULES:
             raise InputError(f"--schedule {self.schedule}: expected one of {', '.join(SCHEDULES)}.")
+        from bgedit_cli.losses import LOSS_NAMES  # torch: a config is built by training code, not by --help
+
         unknown = sorted(set(self.lambdas) - set(LOSS_NAMES))
         if unknown:
             raise InputError(f"unknown loss(es) {', '.join(unknown)}; known: {', '.join(LOSS_NAMES)}.")
@@ -264,15 +364,6 @@ class InversionTrainConfig(StageConfig):
         """Steps of the encoder-only phase (0 for the joint schedule)."""
         return int(round(self.encoder_fraction * self.steps)) if self.schedule == "phased" else 0
 
-    def command(self, data: Path, bundle: Path, world_size: int = 1) -> str:
-        lambdas = " ".join(f"--{k.replace('_', '-')}-lambda {v:g}" for k, v in self.lambdas.items())
-        return (f"{launch(world_size)} train inversion --data {data} --model {bundle} --variant {self.variant} "
-                f"--preset {self.preset} --steps {self.steps} --refine-steps {self.refine_steps} "
-                f"--batch-size {self.batch_size} --lr {self.lr:g} --seed {self.seed} --schedule {self.schedule} "
-                + (f"--encoder-fraction {self.encoder_fraction:g} " if self.schedule == "phased" else "")
-                + (f"--pretrain-steps {self.pretrain_steps} " if self.pretrain_steps else "")
-                + (f"--seg-layers {self.seg_layers} " if self.seg_layers else "") + lambdas)
-
 
 LATENT_SOURCES = ("inversion", "samples", "both")
 MAPPER_CONDITIONS = ("film", "film-delta")
@@ -283,6 +374,7 @@ class TextTrainConfig(StageConfig):
     """What a text-editing run is made of (paper eq. 4: 0.9 CLIP + 0.1 similarity, generator and CLIP frozen).
     `prompts` are the trained prompts; each training code is paired with an independently drawn prompt."""
 
+    STAGE: ClassVar[str] = "text"
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"steps": 20, "batch_size": 4, "lr": 0.1, "num_latents": 16},
         # StyleCLIP's mapper: Adam lr 0.5 on equalized-lr layers with lr multiplier 0.01.
@@ -293,7 +385,8 @@ class TextTrainConfig(StageConfig):
     lr: float = _field(0.5, "Adam learning rate of the mapper and the Text Encoder (their layers scale it by 0.01)")
     prompts: tuple[str, ...] = _field(("day", "sunset", "night", "snow", "fog", "autumn", "ocean", "a village"),
                                       "the prompts trained on (comma separated)")
-    text_encoder: bool = _field(True, "train the paper's Text Encoder (delta2 = mu + sigma * eps) beside the mapper")
+    text_encoder: bool = _field(True, "train the paper's Text Encoder (delta2 = mu + sigma * eps) beside the mapper",
+                                flag="--no-text-encoder")
     alpha: float = _field(0.5, "weight of the mapper's delta against the Text Encoder's (paper eq. 3)")
     condition: str = _field("film", "how the prompt conditions the mapper: film (FiLM on the prompt's CLIP "
                                     "embedding) or film-delta (on its difference from a neutral prompt's)")
@@ -304,14 +397,15 @@ class TextTrainConfig(StageConfig):
                                            "along the prompt's difference from the neutral prompt")
     layout_lambda: float = _field(0.0, "weight of a layout term: the bundle's segmenter should read the edit "
                                        "as it reads the reconstruction (cross-entropy against the "
-                                       "reconstruction's classes), for the prompts of --keep-layout")
+                                       "reconstruction's classes), for the prompts of --keep-layout", omit=0)
     keep_layout: tuple[str, ...] | None = _field(None, "prompts whose edits must keep the layout (comma "
                                                        "separated; default: the trained prompts that are "
                                                        "synthetic style names)")
     latent_source: str = _field("inversion", "training codes: inversion (the training split inverted with the "
-                                             "bundle's inversion model), samples (the generator's) or both")
+                                             "bundle's inversion model), samples (the generator's) or both",
+                                flag="--latents")
     num_latents: int = _field(2000, "number of training codes")
-    truncation: float = _field(0.7, "truncation psi of the generator's sample codes")
+    truncation: float = _field(0.7, "truncation psi of the generator's sample codes", flag=None)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -340,26 +434,15 @@ class TextTrainConfig(StageConfig):
             return tuple(self.keep_layout)
         return tuple(p for p in self.prompts if p in STYLE_NAMES)
 
-    def command(self, data: Path, bundle: Path, world_size: int = 1) -> str:
-        prompts = ",".join(self.prompts).replace('"', '\\"')
-        return (f"{launch(world_size)} train text --data {data} --model {bundle} --prompts \"{prompts}\" "
-                f"--preset {self.preset} --steps {self.steps} --batch-size {self.batch_size} --lr {self.lr:g} --seed {self.seed} "
-                f"--alpha {self.alpha:g} --condition {self.condition} --latents {self.latent_source} "
-                f"--num-latents {self.num_latents} --clip-lambda {self.clip_lambda:g} "
-                f"--sim-lambda {self.sim_lambda:g} --latent-lambda {self.latent_lambda:g} "
-                f"--direction-lambda {self.direction_lambda:g}"
-                + (f" --layout-lambda {self.layout_lambda:g}" if self.layout_lambda else "")
-                + (f" --keep-layout \"{','.join(self.keep_layout)}\"" if self.keep_layout is not None else "")
-                + ("" if self.text_encoder else " --no-text-encoder"))
-
 
 @dataclasses.dataclass(frozen=True)
-class ClipTrainConfig(StageConfig):
+class ClipTrainConfig(WarmupCosine, StageConfig):
     """What a CLIP run is made of: a `clip.model.CLIP` of size `network` (nn/clip_model.py CLIP_PRESETS) trained
     contrastively on the dataset's captions. demo: about 1.2 s per step at batch 64 on 2 CPU cores, so 1800 steps
     take 35-40 minutes. paper-256 trains OpenAI's ViT-B/32 shape from scratch; real text editing at that scale
     uses OpenAI's released weights instead (`--clip` of the text stage)."""
 
+    STAGE: ClassVar[str] = "clip"
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"steps": 20, "batch_size": 16, "lr": 1e-3, "network": "tiny"},
         "demo": {"steps": 1800, "batch_size": 64, "lr": 5e-4, "network": "demo"},
@@ -367,13 +450,12 @@ class ClipTrainConfig(StageConfig):
     }
 
     lr: float = _field(5e-4, "peak AdamW learning rate (warm-up, then cosine to 0)")
+    warmup_fraction: float = _field(0.05, WARMUP_HELP, flag=None)
+    max_warmup: int = _field(2000, MAX_WARMUP_HELP, flag=None)
+    final_lr_fraction: float = _field(0.0, FINAL_LR_HELP, flag=None)
     network: str = "demo"  # the CLIP size; the image resolution is the bundle generator's (else the network's)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.lr > 0:
             raise InputError("--lr must be positive.")
-
-    def command(self, data: Path, bundle: Path, world_size: int = 1) -> str:
-        return (f"{launch(world_size)} train clip --data {data} --model {bundle} --preset {self.preset} "
-                f"--steps {self.steps} --batch-size {self.batch_size} --lr {self.lr:g} --seed {self.seed}")

@@ -1,9 +1,9 @@
 """Stage 1: train the segmenter (image -> 151-class ADE20K map) on an ADE20K-layout folder.
 
 Cross-entropy (label 255 ignored), optionally class-balanced (`class_balance` P: class c weighs f_c^-P, f_c its
-pixel frequency), with AdamW, a linear warm-up then cosine decay to zero over `steps`, horizontal flips. With
-`progressive` F, the first F/2 of the steps run at 1/4 resolution on 16 batches at once, the next F/2 at 1/2 on
-4 batches (the compute of one full-resolution step for 16x or 4x the images: on CPU this is what makes the demo
+pixel frequency), with AdamW, a linear warm-up then cosine decay to zero over `steps` (the config's schedule
+fields), horizontal flips. With `progressive` F, the first F/2 of the steps run at 1/4 resolution on 16 batches
+at once, the next F/2 at 1/2 on 4 batches (the compute of one full-resolution step for 16x or 4x the images: on CPU this is what makes the demo
 preset reach its accuracy in minutes). Every `eval_every` steps and at the end: pixel accuracy and mIoU on the `validation` split. Writes, under
 the bundle:
 - `segmenter.safetensors` (kind `segmenter`) at every snapshot and at the end;
@@ -42,7 +42,6 @@ STAGE = "segmenter"
 WEIGHT_IMAGES, MIN_FREQUENCY = 1000, 1e-3
 CACHE_BYTES = 1 << 30  # training sets up to this size (as uint8) are kept decoded in memory (with --workers 0)
 WEIGHT_DECAY = 1e-4
-WARMUP_FRACTION, MAX_WARMUP = 0.05, 500
 
 
 @dataclasses.dataclass
@@ -50,11 +49,6 @@ class SegmenterTrainOptions(StageOptions):
     """The command line's options (see StageOptions); `eval_batch_size`: images per validation pass."""
 
     eval_batch_size: int = 64
-
-
-def lr_at(step: int, total: int, base_lr: float) -> float:
-    """Learning rate of step `step` (0-based): linear warm-up over 5% of the steps (<= 500), cosine to 0."""
-    return warmup_cosine_lr(step, total, base_lr, warmup_fraction=WARMUP_FRACTION, max_warmup=MAX_WARMUP)
 
 
 def resolution_divisor(step: int, total: int, progressive: float) -> int:
@@ -175,7 +169,8 @@ class SegmenterStage(StageBase):
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "schedule": {"name": "warmup-cosine", "base_lr": self.cfg.lr, "total_steps": self.cfg.steps},
+                "schedule": {"name": "warmup-cosine", "base_lr": self.cfg.lr, "total_steps": self.cfg.steps,
+                             **self.cfg.lr_schedule()},
                 "class_weights": self.weights}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -192,7 +187,7 @@ class SegmenterStage(StageBase):
         seg = torch.cat([b["seg"] for b in parts]).to(self.device, non_blocking=True)
         if k > 1:
             img, seg = F.avg_pool2d(img, k), seg[:, k // 2::k, k // 2::k]
-        lr = lr_at(step, cfg.steps, cfg.lr)
+        lr = warmup_cosine_lr(step, cfg.steps, cfg.lr, **cfg.lr_schedule())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with autocast(self.device, self.precision):
