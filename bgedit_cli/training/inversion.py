@@ -65,7 +65,6 @@ from bgedit_cli.training.state import seed_everything
 
 STAGE = "inversion"  # the bundle file's kind
 VARIANT_STAGES = {"proposed": "inversion", "baseline": "inversion-baseline"}
-WARMUP_FRACTION, MAX_WARMUP, FINAL_LR_FRACTION = 0.02, 500, 0.1
 ADAM_BETAS = (0.9, 0.999)
 GRID_IMAGES = 8
 PRETRAIN_PSI = 0.9       # truncation of the generator samples the encoders pre-train on
@@ -85,13 +84,6 @@ class InversionTrainOptions(StageOptions):
     init_from: Path | None = None
     eval_images: int = 64
     eval_steps: int = 5
-
-
-def lr_at(step: int, total: int, base_lr: float) -> float:
-    """Learning rate of step `step` (0-based): linear warm-up over 2% of the steps (<= 500), then cosine
-    from `base_lr` down to 10% of it."""
-    return warmup_cosine_lr(step, total, base_lr, warmup_fraction=WARMUP_FRACTION, max_warmup=MAX_WARMUP,
-                            final_fraction=FINAL_LR_FRACTION)
 
 
 def resolve_settings(opts: InversionTrainOptions, saved: dict[str, Any] | None) -> InversionTrainConfig:
@@ -287,7 +279,7 @@ class InversionStage(StageBase):
                 backward: Callable[[], dict[str, float]]) -> tuple[float, dict[str, float]]:
         """One optimizer step: the step's learning rate, which networks train, `backward()` (forward and backward
         passes, returning the scalars to log), gradients averaged over ranks. Returns (lr, scalars over ranks)."""
-        lr = lr_at(step, self.cfg.steps, self.cfg.lr)
+        lr = warmup_cosine_lr(step, self.cfg.steps, self.cfg.lr, **self.cfg.lr_schedule())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         for m in self.encoders:  # frozen encoders also stop updating batch-norm statistics
