@@ -16,7 +16,7 @@ def train_all(
     recipe: Annotated[Path, typer.Option("--recipe", help="recipe file (TOML): the data step and the stages with "
                                                           "their options, e.g. recipes/demo.toml")],
     data: Annotated[Path, typer.Option(
-        "--data", help="dataset folder: made by the recipe's [data] step unless it holds one")],
+        "--data", help="dataset folder: the recipe's data step makes it unless it holds a dataset")],
     model: Annotated[Path, typer.Option("--model", help="bundle folder the stages write (and read)")],
     only: Annotated[Optional[str], typer.Option(
         "--only", help="comma-separated steps to run (data and stage names), in the recipe's order")] = None,
