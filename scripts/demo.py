@@ -9,9 +9,12 @@
    mixes style and content, edits the layout from a new map, restyles from text, and evaluates the bundle.
 4. Prints each step's time and, at the end, a summary: step times, the evaluation's numbers, the report's path.
 
-Each step is a `bgedit` command run in-process (one Python start-up for the whole demo); the exact commands are
-echoed so they can be copied into a shell. Everything is written under out/demo/; `--update-docs` also puts the
-pictures README.md shows into docs/demo/. About a minute on 2 CPU cores (the evaluation takes most of it).
+Each step echoes its `bgedit` command line, to copy into a shell. The line is parsed by the command-line
+interface's own parser (so it is a valid command, and its defaults are the command's), and the values are given
+to the function the command calls (bgedit_cli.pipelines), in this one process: the networks are loaded once for
+all steps. The evaluation runs as `python -m bgedit_cli evaluate ... --json` in a subprocess (its result is the
+command's JSON). Everything is written under out/demo/; `--update-docs` also puts the pictures README.md shows
+into docs/demo/. About a minute on 2 CPU cores (the evaluation takes most of it).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import argparse
 import json
 import os
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -37,36 +42,72 @@ class DemoError(Exception):
     """Stops the demo with one message (no traceback)."""
 
 
+def parse_command_line(argv: list[str]) -> dict[str, Any]:
+    """The option values `bgedit ARGV` runs with: parsed by the CLI's own parser, with its defaults."""
+    import typer.main
+
+    from bgedit_cli.cli.app import app
+
+    cmd, args, ctx, name = typer.main.get_command(app), list(argv), None, "bgedit"
+    while True:
+        ctx = cmd.make_context(name, args, parent=ctx)
+        if not hasattr(cmd, "resolve_command"):  # a command, not a group
+            return ctx.params
+        rest = [*ctx._protected_args, *ctx.args]
+        name, cmd, _ = cmd.resolve_command(ctx, rest)
+        args = rest[1:]
+
+
 class Demo:
     def __init__(self, console) -> None:
         self.console = console
         self.steps: list[tuple[str, float, str]] = []
         self.model: list[str] = []  # ["--model", BUNDLE] when the bundle is not the default one
+        self._models: dict[str, Any] = {}
+        self._text: dict[str, Any] = {}
 
-    def run(self, title: str, *args: object, show_stdout: bool = True, may_fail: bool = False):
-        """Echo `$ bgedit ARGS`, run it in-process, print its output and time; stop the demo if it fails."""
-        from typer.testing import CliRunner
-
-        from bgedit_cli.cli.app import app
+    def run(self, title: str, args: list[object], action: Callable[[dict[str, Any]], str | None], *,
+            may_fail: bool = False) -> None:
+        """Echo `$ bgedit ARGS`, run `action(options of that command line)`, print its message and time; stop the
+        demo if it fails (a BgeditError: one `Error:` line, as the command prints)."""
+        from bgedit_cli.errors import BgeditError
 
         argv = [str(a) for a in args]
         self.console.print(f"\n[bold]{title}[/]", highlight=False)
         self.console.print("$ bgedit " + " ".join(shlex.quote(_short(a)) for a in argv), markup=False,
                            highlight=False)
         t = time.perf_counter()
-        res = CliRunner().invoke(app, argv)
+        try:
+            message = action(parse_command_line(argv))
+            status = "ok"
+        except BgeditError as exc:
+            print("Error: " + " ".join(str(exc).split()), file=sys.stderr)
+            message, status = None, "failed"
         seconds = time.perf_counter() - t
-        if show_stdout:
-            sys.stdout.write(res.stdout)
-        sys.stderr.write(res.stderr)
-        if res.exception is not None and not isinstance(res.exception, SystemExit):
-            raise res.exception  # a bug, not a user error: keep its traceback
-        ok = res.exit_code == 0
-        self.steps.append((title, seconds, "ok" if ok else f"failed (exit {res.exit_code})"))
+        if message:
+            self.console.print(message, markup=False, highlight=False)
+        self.steps.append((title, seconds, status))
         self.console.print(f"  [dim]{seconds:.1f} s[/]", highlight=False)
-        if not ok and not may_fail:
-            raise DemoError(f"step '{title}' failed (exit {res.exit_code}); see the Error line above.")
-        return res
+        if status != "ok" and not may_fail:
+            raise DemoError(f"step '{title}' failed; see the Error line above.")
+
+    def models(self, opts: dict[str, Any]):
+        """The bundle's networks for a command's --model/--device/--precision, loaded once for all steps."""
+        from bgedit_cli.pipelines.models import load_models
+
+        key = repr((opts["model"], opts["device"], opts["precision"]))
+        if key not in self._models:
+            self._models[key] = load_models(opts["model"], None, opts["device"], precision=opts["precision"])
+        return self._models[key]
+
+    def text_model(self, opts: dict[str, Any]):
+        """The text model and its CLIP for a text-edit command line, loaded once."""
+        from bgedit_cli.pipelines.models import load_text_model
+
+        key = repr((opts["model"], opts["device"], opts["precision"], opts["text"], opts["clip"]))
+        if key not in self._text:
+            self._text[key] = load_text_model(self.models(opts), text=opts["text"], clip=opts["clip"])
+        return self._text[key]
 
 
 def _short(arg: str) -> str:
@@ -110,7 +151,8 @@ def install_default(demo: Demo, bundle: Path, force: bool) -> None:
                            highlight=False, markup=False)
         demo.model = ["--model", bundle]
         return
-    demo.run("Install the bundle as the default one", "bundle", "install", bundle, *(["--force"] if force else []))
+    demo.run("Install the bundle as the default one", ["bundle", "install", bundle, *(["--force"] if force else [])],
+             install_step)
 
 
 def pick_scenes(data: Path) -> dict[str, str]:
@@ -170,36 +212,128 @@ def run_steps(demo: Demo, bundle: Path, force: bool, photo: Path | None) -> None
     install_default(demo, bundle, force)
     m = demo.model
     data = OUT / "scenes"
-    demo.run("Render 24 held-out scenes", "data", "synth", "--out", data, "--num", 24, "--resolution", 64,
-             "--seed", 777, "--val-fraction", 1, "--mixing-pairs", 8, "--force")
-    demo.run("Sample the generator (seeds 0-15)", "generate", *m[1:], "--seeds", "0-15", "--out", OUT / "generate",
-             "--force")
+    demo.run("Render 24 held-out scenes", ["data", "synth", "--out", data, "--num", 24, "--resolution", 64,
+                                            "--seed", 777, "--val-fraction", 1, "--mixing-pairs", 8, "--force"],
+             synth_step)
+    demo.run("Sample the generator (seeds 0-15)", ["generate", *m[1:], "--seeds", "0-15", "--out",
+                                                   OUT / "generate", "--force"], generate_step)
 
     s = pick_scenes(data)
     img = {k: data / "images" / "validation" / f"{v}.png" for k, v in s.items()}
     inv = OUT / "invert"
-    demo.run("Invert four scenes (segmenter predicts their maps)", "invert", *(img[k] for k in "ABCD"), *m,
-             "--out", inv, "--save-seg", "--force")
+    demo.run("Invert four scenes (segmenter predicts their maps)",
+             ["invert", *(img[k] for k in "ABCD"), *m, "--out", inv, "--save-seg", "--force"],
+             lambda o: invert_step(demo, o))
     if photo is not None:
-        demo.run(f"Invert a photo ({photo.name})", "invert", photo, *m, "--out", OUT / "photo", "--save-seg",
-                 "--force", may_fail=True)
+        demo.run(f"Invert a photo ({photo.name})", ["invert", photo, *m, "--out", OUT / "photo", "--save-seg",
+                                                    "--force"], lambda o: invert_step(demo, o), may_fail=True)
     lat = {k: inv / f"{v}.latent.safetensors" for k, v in s.items()}
-    demo.run("Mix style: A's layout in B's look", "mix-style", lat["A"], lat["B"], *m, "--out",
-             OUT / "mix-style.png", "--force")
-    demo.run("Mix content: A's look on B's layout", "mix-content", img["A"], img["B"], "--seg",
-             inv / f"{s['B']}.seg.png", *m, "--out", OUT / "mix-content.png", "--force")
+    demo.run("Mix style: A's layout in B's look", ["mix-style", lat["A"], lat["B"], *m, "--out",
+                                                   OUT / "mix-style.png", "--force"], lambda o: mix_step(demo, o))
+    demo.run("Mix content: A's look on B's layout", ["mix-content", img["A"], img["B"], "--seg",
+                                                     inv / f"{s['B']}.seg.png", *m, "--out", OUT / "mix-content.png",
+                                                     "--force"], lambda o: mix_step(demo, o))
     new_map = data / "annotations" / "validation" / f"{s['C']}.png"
-    demo.run("Layout edit: A redrawn on a new map", "mix-content", lat["A"], "--seg", new_map, *m, "--out",
-             OUT / "layout-edit.png", "--force")
+    demo.run("Layout edit: A redrawn on a new map", ["mix-content", lat["A"], "--seg", new_map, *m, "--out",
+                                                     OUT / "layout-edit.png", "--force"], lambda o: mix_step(demo, o))
     for prompt in ("snowy night", "ocean"):
-        demo.run(f'Text edit: "{prompt}"', "text-edit", lat["A"], prompt, *m, "--out-dir", OUT / "text-edit",
-                 "--force")
+        demo.run(f'Text edit: "{prompt}"', ["text-edit", lat["A"], prompt, *m, "--out-dir", OUT / "text-edit",
+                                            "--force"], lambda o: text_edit_step(demo, o))
     demo.console.print("\n[dim]The evaluation takes about half a minute: reconstructions, mixing and text edits "
                        "against the scenes' ground truth.[/]", highlight=False)
-    res = demo.run("Evaluate the bundle on the held-out scenes", "evaluate", "--data", data, "--split",
-                   "validation", "--limit", 24, *m, "--report", OUT / "report", "--force", "--json",
-                   show_stdout=False)
-    (OUT / "evaluate.json").write_text(res.stdout)
+    evaluate = ["evaluate", "--data", data, "--split", "validation", "--limit", 24, *m, "--report", OUT / "report",
+                "--force", "--json"]
+    demo.run("Evaluate the bundle on the held-out scenes", evaluate, lambda o: evaluate_step(evaluate))
+
+
+# Each step: the options of its command line -> what the command does, through the function it calls.
+
+
+def install_step(o: dict[str, Any]) -> str:
+    from bgedit_cli.pipelines.bundles import install
+
+    done = install(o["src"], o["name"], copy=o["copy"], force=o["force"])
+    if not done.changed:
+        return f"{done.path} already links to {_short(str(done.source))}; nothing to do."
+    return f"Installed {done.path} as a link to {_short(str(done.source))}."
+
+
+def synth_step(o: dict[str, Any]) -> str:
+    from bgedit_cli.data.synth import synthesize
+
+    summary = synthesize(o["out"], num=o["num"], resolution=o["resolution"], seed=o["seed"],
+                         val_fraction=o["val_fraction"], mixing_pairs=o["mixing_pairs"], workers=o["workers"],
+                         force=o["force"])
+    return f"Wrote {summary['training']} training and {summary['validation']} validation scenes."
+
+
+def generate_step(o: dict[str, Any]) -> str:
+    from bgedit_cli.pipelines.generate import generate_files
+    from bgedit_cli.pipelines.models import load_generator
+
+    gen = load_generator(o["ckpt"], o["device"], o["precision"])
+    done = generate_files(gen, o["out"], z_file=o["z_file"], w_file=o["w_file"], seeds=o["seeds"],
+                          truncation=o["truncation"], noise=o["noise"], raw=o["raw"], batch_size=o["batch_size"],
+                          seed=o["seed"], force=o["force"])
+    return f"Wrote {len(done.images)} image(s)."
+
+
+def invert_step(demo: Demo, o: dict[str, Any]) -> str:
+    from bgedit_cli.cli.common import print_failure
+    from bgedit_cli.errors import InputError
+    from bgedit_cli.pipelines.batch import Source
+    from bgedit_cli.pipelines.invert import invert_files
+
+    segs = list(o["seg"]) or [None] * len(o["images"])
+    report = invert_files(demo.models(o), [Source(p, q) for p, q in zip(o["images"], segs)], o["out"],
+                          steps=o["steps"], batch_size=o["batch_size"], save_seg=o["save_seg"], force=o["force"],
+                          on_failure=print_failure)
+    if report.failed:
+        raise InputError(f"{len(report.failed)} of {len(o['images'])} image(s) failed.")
+    return f"Inverted {len(report.done)} image(s)."
+
+
+def mix_step(demo: Demo, o: dict[str, Any]) -> str:
+    from bgedit_cli.pipelines.mix import mix_content_files, mix_style_files
+
+    models = demo.models(o)
+    if "style" in o:
+        mix_style_files(models, o["content"], o["style"], o["out"], layers=o["layers"], take_delta_img=o["delta_img"],
+                        content_seg=o["content_seg"], style_seg=o["style_seg"], steps=o["steps"],
+                        save_latent=o["save_latent"], force=o["force"])
+    else:
+        mix_content_files(models, o["a"], o["b"], o["out"], seg=o["seg"], a_seg=o["a_seg"],
+                          swap_deltas=o["swap_deltas"], steps=o["steps"], save_latent=o["save_latent"],
+                          force=o["force"])
+    return f"Wrote {_short(str(o['out']))}."
+
+
+def text_edit_step(demo: Demo, o: dict[str, Any]) -> str:
+    from bgedit_cli.cli.common import print_failure
+    from bgedit_cli.errors import InputError
+    from bgedit_cli.pipelines.batch import Source
+    from bgedit_cli.pipelines.text_edit import edit_files
+
+    models, text = demo.models(o), demo.text_model(o)
+    match = text.gate(o["prompt"], force=o["force_prompt"])
+    report = edit_files(models, text, match, [Source(p) for p in o["sources"]], out=o["out"], out_dir=o["out_dir"],
+                        alpha=o["alpha"], strength=o["strength"], seed=o["seed"], samples=o["samples"],
+                        steps=o["steps"], batch_size=o["batch_size"], force=o["force"], on_failure=print_failure)
+    if report.failed:
+        raise InputError(f"{len(report.failed)} of {len(o['sources'])} source(s) failed.")
+    return f'Edited {len(report.done)} source(s) (nearest trained prompt: "{match.ranking[0][0]}", ' \
+           f"cosine {match.nearest:.2f})."
+
+
+def evaluate_step(args: list[object]) -> str:
+    """`bgedit ARGS` (evaluate --json) in a subprocess; its JSON on stdout goes to out/demo/evaluate.json."""
+    from bgedit_cli.errors import BgeditError
+
+    proc = subprocess.run([sys.executable, "-m", "bgedit_cli", *map(str, args)], stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise BgeditError(f"bgedit evaluate exited with status {proc.returncode}.")
+    (OUT / "evaluate.json").write_text(proc.stdout)
+    return f"Report: {_short(str(OUT / 'report' / 'index.html'))}"
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -120,7 +120,7 @@ class _EditJob:
 
 def edit_files(models: Models, text: TextModel, match: PromptMatch, sources: Iterable[Source], *,
                out: Path | None = None, out_dir: Path | None = None, alpha: float | None = None,
-               strength: float | None = None, seed: int = 0, samples: int = 1, steps: int = 5, batch_size: int = 8,
+               strength: float = 1.0, seed: int = 0, samples: int = 1, steps: int = 5, batch_size: int = 8,
                force: bool = False, progress: Callable[[int], None] | None = None,
                on_failure: Callable[[Failure], None] | None = None) -> BatchReport:
     """Edit image files (inverted with `steps`) or latent files toward `match`'s prompt, `samples` edits each
