@@ -31,7 +31,7 @@ def test_command_lines_parse_with_the_cli_defaults(demo):
 
 
 def test_a_bad_command_line_is_refused(demo):
-    with pytest.raises(Exception, match="'many' is not a valid integer"):
+    with pytest.raises(Exception, match="valid integer"):
         demo.parse_command_line(["invert", "a.png", "--out", "x", "--steps", "many"])
     with pytest.raises(Exception, match="No such option"):
         demo.parse_command_line(["mix-style", "a", "b", "--out", "x", "--colour", "red"])
