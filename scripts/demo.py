@@ -29,6 +29,21 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import typer.main
+
+from bgedit_cli.bundle import BUNDLE_FILES, default_bundle
+from bgedit_cli.cli.app import app
+from bgedit_cli.cli.common import print_failure
+from bgedit_cli.data.synth import synthesize
+from bgedit_cli.errors import BgeditError, InputError
+from bgedit_cli.pipelines.batch import Source
+from bgedit_cli.pipelines.bundles import install
+from bgedit_cli.pipelines.generate import generate_files
+from bgedit_cli.pipelines.invert import invert_files
+from bgedit_cli.pipelines.mix import mix_content_files, mix_style_files
+from bgedit_cli.pipelines.models import load_generator, load_models, load_text_model
+from bgedit_cli.pipelines.text_edit import edit_files
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 OUT = REPO / "out" / "demo"
@@ -44,10 +59,6 @@ class DemoError(Exception):
 
 def parse_command_line(argv: list[str]) -> dict[str, Any]:
     """The option values `bgedit ARGV` runs with: parsed by the CLI's own parser, with its defaults."""
-    import typer.main
-
-    from bgedit_cli.cli.app import app
-
     cmd, args, ctx, name = typer.main.get_command(app), list(argv), None, "bgedit"
     while True:
         ctx = cmd.make_context(name, args, parent=ctx)
@@ -63,15 +74,12 @@ class Demo:
         self.console = console
         self.steps: list[tuple[str, float, str]] = []
         self.model: list[str] = []  # ["--model", BUNDLE] when the bundle is not the default one
-        self._models: dict[str, Any] = {}
-        self._text: dict[str, Any] = {}
+        self._cache: dict[tuple, Any] = {}  # networks, by the options that load them
 
     def run(self, title: str, args: list[object], action: Callable[[dict[str, Any]], str | None], *,
             may_fail: bool = False) -> None:
         """Echo `$ bgedit ARGS`, run `action(options of that command line)`, print its message and time; stop the
         demo if it fails (a BgeditError: one `Error:` line, as the command prints)."""
-        from bgedit_cli.errors import BgeditError
-
         argv = [str(a) for a in args]
         self.console.print(f"\n[bold]{title}[/]", highlight=False)
         self.console.print("$ bgedit " + " ".join(shlex.quote(_short(a)) for a in argv), markup=False,
@@ -92,22 +100,18 @@ class Demo:
             raise DemoError(f"step '{title}' failed; see the Error line above.")
 
     def models(self, opts: dict[str, Any]):
-        """The bundle's networks for a command's --model/--device/--precision, loaded once for all steps."""
-        from bgedit_cli.pipelines.models import load_models
-
-        key = repr((opts["model"], opts["device"], opts["precision"]))
-        if key not in self._models:
-            self._models[key] = load_models(opts["model"], None, opts["device"], precision=opts["precision"])
-        return self._models[key]
+        """The bundle's networks for a command line's --model/--device/--precision, loaded once for all steps."""
+        key = ("models", opts["model"], opts["device"], opts["precision"])
+        if key not in self._cache:
+            self._cache[key] = load_models(opts["model"], None, opts["device"], precision=opts["precision"])
+        return self._cache[key]
 
     def text_model(self, opts: dict[str, Any]):
         """The text model and its CLIP for a text-edit command line, loaded once."""
-        from bgedit_cli.pipelines.models import load_text_model
-
-        key = repr((opts["model"], opts["device"], opts["precision"], opts["text"], opts["clip"]))
-        if key not in self._text:
-            self._text[key] = load_text_model(self.models(opts), text=opts["text"], clip=opts["clip"])
-        return self._text[key]
+        key = ("text", opts["model"], opts["device"], opts["precision"], opts["text"], opts["clip"])
+        if key not in self._cache:
+            self._cache[key] = load_text_model(self.models(opts), text=opts["text"], clip=opts["clip"])
+        return self._cache[key]
 
 
 def _short(arg: str) -> str:
@@ -126,8 +130,6 @@ def check_bundle(bundle: Path) -> None:
     if not bundle.is_dir():
         raise DemoError(f"no model bundle at {bundle}. Train the demo bundle with `make demo-train` or give "
                         "--bundle DIR.")
-    from bgedit_cli.bundle import BUNDLE_FILES
-
     missing = [BUNDLE_FILES[name] for name in NEEDED if not (bundle / BUNDLE_FILES[name]).is_file()]
     if missing:
         raise DemoError(f"the bundle {_short(str(bundle))} is not complete: {', '.join(missing)} "
@@ -138,8 +140,6 @@ def check_bundle(bundle: Path) -> None:
 
 def install_default(demo: Demo, bundle: Path, force: bool) -> None:
     """Install the bundle as the default one, or use --model when another default exists."""
-    from bgedit_cli.bundle import default_bundle
-
     default = default_bundle()
     exists = default.exists() or default.is_symlink()
     same = default.is_symlink() and Path(os.path.realpath(default)) == Path(os.path.realpath(bundle))
@@ -250,17 +250,11 @@ def run_steps(demo: Demo, bundle: Path, force: bool, photo: Path | None) -> None
 
 
 def install_step(o: dict[str, Any]) -> str:
-    from bgedit_cli.pipelines.bundles import install
-
     done = install(o["src"], o["name"], copy=o["copy"], force=o["force"])
-    if not done.changed:
-        return f"{done.path} already links to {_short(str(done.source))}; nothing to do."
-    return f"Installed {done.path} as a link to {_short(str(done.source))}."
+    return f"{done.path} {'now links' if done.changed else 'already linked'} to {_short(str(done.source))}."
 
 
 def synth_step(o: dict[str, Any]) -> str:
-    from bgedit_cli.data.synth import synthesize
-
     summary = synthesize(o["out"], num=o["num"], resolution=o["resolution"], seed=o["seed"],
                          val_fraction=o["val_fraction"], mixing_pairs=o["mixing_pairs"], workers=o["workers"],
                          force=o["force"])
@@ -268,9 +262,6 @@ def synth_step(o: dict[str, Any]) -> str:
 
 
 def generate_step(o: dict[str, Any]) -> str:
-    from bgedit_cli.pipelines.generate import generate_files
-    from bgedit_cli.pipelines.models import load_generator
-
     gen = load_generator(o["ckpt"], o["device"], o["precision"])
     done = generate_files(gen, o["out"], z_file=o["z_file"], w_file=o["w_file"], seeds=o["seeds"],
                           truncation=o["truncation"], noise=o["noise"], raw=o["raw"], batch_size=o["batch_size"],
@@ -279,11 +270,6 @@ def generate_step(o: dict[str, Any]) -> str:
 
 
 def invert_step(demo: Demo, o: dict[str, Any]) -> str:
-    from bgedit_cli.cli.common import print_failure
-    from bgedit_cli.errors import InputError
-    from bgedit_cli.pipelines.batch import Source
-    from bgedit_cli.pipelines.invert import invert_files
-
     segs = list(o["seg"]) or [None] * len(o["images"])
     report = invert_files(demo.models(o), [Source(p, q) for p, q in zip(o["images"], segs)], o["out"],
                           steps=o["steps"], batch_size=o["batch_size"], save_seg=o["save_seg"], force=o["force"],
@@ -294,8 +280,6 @@ def invert_step(demo: Demo, o: dict[str, Any]) -> str:
 
 
 def mix_step(demo: Demo, o: dict[str, Any]) -> str:
-    from bgedit_cli.pipelines.mix import mix_content_files, mix_style_files
-
     models = demo.models(o)
     if "style" in o:
         mix_style_files(models, o["content"], o["style"], o["out"], layers=o["layers"], take_delta_img=o["delta_img"],
@@ -309,11 +293,6 @@ def mix_step(demo: Demo, o: dict[str, Any]) -> str:
 
 
 def text_edit_step(demo: Demo, o: dict[str, Any]) -> str:
-    from bgedit_cli.cli.common import print_failure
-    from bgedit_cli.errors import InputError
-    from bgedit_cli.pipelines.batch import Source
-    from bgedit_cli.pipelines.text_edit import edit_files
-
     models, text = demo.models(o), demo.text_model(o)
     match = text.gate(o["prompt"], force=o["force_prompt"])
     report = edit_files(models, text, match, [Source(p) for p in o["sources"]], out=o["out"], out_dir=o["out_dir"],
@@ -327,8 +306,6 @@ def text_edit_step(demo: Demo, o: dict[str, Any]) -> str:
 
 def evaluate_step(args: list[object]) -> str:
     """`bgedit ARGS` (evaluate --json) in a subprocess; its JSON on stdout goes to out/demo/evaluate.json."""
-    from bgedit_cli.errors import BgeditError
-
     proc = subprocess.run([sys.executable, "-m", "bgedit_cli", *map(str, args)], stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         raise BgeditError(f"bgedit evaluate exited with status {proc.returncode}.")
