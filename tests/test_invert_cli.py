@@ -93,6 +93,28 @@ def test_invert_predicts_seg_and_survives_a_bad_file(cli, bundle, tmp_path):
     assert not (tmp_path / "broken.png").exists() and not list(tmp_path.glob(".*tmp"))
 
 
+def test_invert_files_streams_its_inputs(bundle, tmp_path):
+    """The function behind `bgedit invert` takes any iterable of inputs and reports per item."""
+    from bgedit_cli.pipelines.batch import Source
+    from bgedit_cli.pipelines.invert import invert_files
+    from bgedit_cli.pipelines.models import load_models
+
+    b = bundle
+    models = load_models(b / "model", None, "cpu")
+    seen = []
+
+    def sources():
+        for name in ("img0", "broken", "img1"):
+            seen.append(sorted(p.name for p in tmp_path.glob("*.png")))  # what was written before this item
+            yield Source(b / f"{name}.png", b / "seg0.png")
+
+    report = invert_files(models, sources(), tmp_path, steps=1, batch_size=1)
+    assert [d["input"] for d in report.done] == [str(b / "img0.png"), str(b / "img1.png")]
+    assert [f.input for f in report.failed] == [str(b / "broken.png")] and "not a readable image" in \
+        report.failed[0].error
+    assert seen == [[], ["img0.png"], ["img0.png"]]  # outputs are written as each batch is done
+
+
 def test_invert_usage_errors(cli, bundle, tmp_path):
     b = bundle
     res = cli(["invert", b / "img0.png", "--seg", b / "seg0.png", "--seg", b / "seg1.png", "--model", b / "model",

@@ -274,6 +274,9 @@ def test_text_edit_errors(trained, scenes, tmp_path, cli, monkeypatch):
     assert_clean_error(cli(["text-edit", image, "a zebra crossing at noon", *base]), "far from every prompt",
                        '"snow"', "--force-prompt")
     assert cli(["text-edit", image, "a zebra crossing at noon", *base, "--force-prompt"]).exit_code == 0
+    assert_clean_error(cli(["text-edit", image, "  ", *base, "--force"]), "the prompt is empty")
+    assert_clean_error(cli(["text-edit", image, "snow", *base, "--text", tmp_path / "no.safetensors"]),
+                       "--text", "no such file")
     assert_clean_error(cli(["text-edit", image, "snow", *base, "--clip", tmp_path / "none.pt"]), "no such file")
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
