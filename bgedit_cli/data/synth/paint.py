@@ -65,8 +65,10 @@ def paint(L: Layout, style: dict) -> np.ndarray:
     cap = style["snowcap"]
     if cap > 0 and hz > 0:
         m = mat[:hz] == MOUNTAIN
-        snow[:hz][m] = smoothstep(0.0, 0.12, L.elev[:hz] + 0.25 * L.tex[:hz] - (1 - cap) - 0.25 * cap * np.abs(L.nx[:hz]))[m]
-    shade = 1 + (style["texture"] * 0.35) * np.take(_TEX, mat) * (1 - 0.6 * snow) * tex + style["relief"] * np.take(_RELIEF, mat) * lit_nx
+        snow[:hz][m] = smoothstep(0.0, 0.12, L.elev[:hz] + 0.25 * L.tex[:hz] - (1 - cap)
+                                  - 0.25 * cap * np.abs(L.nx[:hz]))[m]
+    shade = (1 + (style["texture"] * 0.35) * np.take(_TEX, mat) * (1 - 0.6 * snow) * tex
+             + style["relief"] * np.take(_RELIEF, mat) * lit_nx)
     shade *= np.where(is_tree, 0.6 + 0.4 * np.sqrt(np.clip(L.elev, 0, 1)), 1.0)
     rows = slice(0, R) if style["snow"] > 0 else slice(0, hz)  # where snow can be
     snow_lum = 0.93 + 0.07 * np.clip(1 + 0.8 * lit_nx[rows], 0, 1.5)
