@@ -165,3 +165,11 @@ def test_validation_split_sizes():
     assert synth.validation_indices(24, 1.0) == list(range(24))  # a held-out set: no training scene
     assert synth.validation_indices(1, 1.0) == [0] and synth.validation_indices(1, 0.5) == []
     assert synth.validation_indices(10, 0.0) == []
+
+
+def test_exported_names_do_not_shadow_the_modules():
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(synth.__path__):  # `import bgedit_cli.data.synth.<stage> as m` is the module
+        assert getattr(synth, info.name) is importlib.import_module(f"bgedit_cli.data.synth.{info.name}"), info.name

@@ -13,7 +13,7 @@ One module per stage, each importing only the ones above it:
     objects.py     upright things drawn into a layout: forest, trees, rocks, houses, skyline
     content.py     `sample_content(rng)`, `layout(content, R)` (ridges, ground, water, road, object placement)
     style.py       `STYLE_NAMES`, `canonical_style(name)`, `sample_style(rng)`
-    paint.py       `paint(layout, style)`, `render(content, style, R)`
+    painting.py    `paint(layout, style)`, `render(content, style, R)`
     captions.py    `caption(content, style, rng)` and its word tables
     vocabulary.py  `Vocabulary`, `read_vocabulary(DATA)`: the words and labels a dataset declares
     writer.py      `synthesize(out, ...)`, `scene_record(seed, i, split)`, `encode_png`
@@ -30,7 +30,7 @@ from bgedit_cli.data.synth.captions import CAPTION_PREFIXES, CONTENT_WORDS, STYL
 from bgedit_cli.data.synth.content import CONTENT_VALUES, layout, sample_content
 from bgedit_cli.data.synth.geometry import CLASS_IDS, MATERIALS, Layout
 from bgedit_cli.data.synth.noise import warm_up
-from bgedit_cli.data.synth.paint import paint, render
+from bgedit_cli.data.synth.painting import paint, render
 from bgedit_cli.data.synth.style import STYLE_NAMES, canonical_style, sample_style
 from bgedit_cli.data.synth.vocabulary import (VOCABULARY_FILE, Vocabulary, read_vocabulary, renderer_vocabulary,
                                               write_vocabulary)

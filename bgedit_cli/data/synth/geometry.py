@@ -1,5 +1,5 @@
 """What a scene's layout is made of: the ADE20K classes it is labelled with, the materials its pixels are made
-of, and `Layout`, the style-independent geometry that `content.layout` rasterises and `paint.paint` colours."""
+of, and `Layout`, the style-independent geometry that `content.layout` rasterises and `painting.paint` colours."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ import numpy as np
 from bgedit_cli.data.synth.captions import caption
 from bgedit_cli.data.synth.content import layout, sample_content
 from bgedit_cli.data.synth.noise import warm_up
-from bgedit_cli.data.synth.paint import paint
+from bgedit_cli.data.synth.painting import paint
 from bgedit_cli.data.synth.style import STYLE_NAMES, canonical_style, sample_style
 from bgedit_cli.data.synth.vocabulary import renderer_vocabulary, write_vocabulary
 from bgedit_cli.errors import InputError, OutputExistsError
