@@ -121,11 +121,12 @@ def build_inversion_loss(lambdas: LossLambdas, *, alexnet: str | Path | None = N
         if resolution is not None and resolution < MIN_SIZE:
             raise InputError(f"the LPIPS loss needs images of at least {MIN_SIZE} px, this model is {resolution} px; "
                              "use --lpips-lambda 0.")
-        lpips_net = build_lpips(alexnet, device, purpose="the LPIPS loss (--lpips-lambda 0 trains without it, as "
-                                                           "presets tiny and demo do)")
+        lpips_net = build_lpips(alexnet, device, purpose="the LPIPS loss (torchvision's ImageNet AlexNet; "
+                                                           "--lpips-lambda 0 trains without it, as presets tiny and "
+                                                           "demo do)")
     if lambdas.moco > 0:
-        moco_net = build_moco(moco, device, purpose="the MoCo loss (--moco-lambda 0 trains without it, as presets "
-                                                    "tiny and demo do)")
+        moco_net = build_moco(moco, device, purpose="the MoCo loss (facebookresearch/moco's MoCo v2 ResNet-50; "
+                                                    "--moco-lambda 0 trains without it, as presets tiny and demo do)")
     if lambdas.ms_ssim > 0 and resolution is not None and resolution <= 10:
         raise InputError(f"the MS-SSIM loss needs images larger than 10 px, this model is {resolution} px; "
                          "use --ms-ssim-lambda 0.")
