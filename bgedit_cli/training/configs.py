@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from bgedit_cli.config import Config
 from bgedit_cli.errors import ConfigError, InputError
@@ -24,15 +24,13 @@ _KEEP = object()  # a field's `omit`: never left out of the command
 
 
 def _field(default: Any, help: str, *, flag: str | None = AUTO, omit: Any = _KEEP) -> Any:
-    """A config field with its command-line option: `help` (the CLI reads it: `cli/train_options.py`), `flag`
-    (AUTO: `--name-with-dashes`; None: not an option; `--no-x` for a bool that is on by default; `--{}-x` for a
-    dict, one option per key) and `omit`: the command leaves the field out when it equals this value (or when
-    this function of the config says so). None values are always left out."""
+    """A config field and its option: `help` (cli/train_options.py reads it), `flag` (AUTO: `--name-with-dashes`;
+    None: no option; `--no-x`: a switch that turns a bool off; `--{}-x`: one option per key of a dict) and `omit`:
+    `command()` leaves the field out at this value, or where this function of the config says so (and at None)."""
     return dataclasses.field(default=default, metadata={"help": help, "flag": flag, "omit": omit})
 
 
-# The warm-up + cosine schedule (`warmup_cosine_lr`, training/common.py) of the stages that use one: config
-# fields (per preset where a preset needs other values), not command-line options.
+# The warm-up + cosine schedule (`warmup_cosine_lr`, training/common.py): config fields, not options.
 WARMUP_HELP = "share of the steps of the linear learning-rate warm-up"
 MAX_WARMUP_HELP = "at most this many warm-up steps"
 FINAL_LR_HELP = "the cosine ends at this fraction of the peak learning rate"
@@ -115,10 +113,9 @@ class StageConfig(Config):
                 continue
             flag = flags.get(name) or next((f for f, names in cls.options().items() if name in names),
                                            "--" + name.replace("_", "-"))
-            old = getattr(cfg, name)
-            raise InputError(f"{flag} {format_value(value)} differs from the resumed run's {format_value(old)}; the run keeps "
-                             f"{name} (saved {format_value(old)}). Leave {flag} out to resume, or start a new run "
-                             "without --resume.")
+            old = format_value(getattr(cfg, name))
+            raise InputError(f"{flag} {format_value(value)} differs from the resumed run's {old}; the run keeps "
+                             f"{name} (saved {old}). Leave {flag} out to resume, or start a new run without --resume.")
         return cfg.replace(**{k: overrides[k] for k in cls.LENGTH_FIELDS if overrides.get(k) is not None})
 
     # The command line.
@@ -130,18 +127,15 @@ class StageConfig(Config):
         generator's `--lr` sets g_lr and d_lr)."""
         out: dict[str, list[str]] = {}
         for f in dataclasses.fields(cls):
-            flag = _flag_of(f)
+            flag = f.metadata.get("flag")
             if flag is not None:
-                out.setdefault(flag, []).append(f.name)
+                out.setdefault("--" + f.name.replace("_", "-") if flag == AUTO else flag, []).append(f.name)
         return out
-
-    def command_args(self) -> list[tuple[str, str | None]]:
-        """`(flag, value)` pairs (value None: a switch) that reproduce this config after `--data/--model`."""
-        return [(flag, value) for flag, value, _ in self._args()]
 
     def command(self, data: Path, bundle: Path, world_size: int = 1, time_limit_min: float | None = None) -> str:
         """The command line that reproduces this run's settings (lists of words in double quotes)."""
-        words = [f"{launch(world_size)} train {self.STAGE} --data {shell_word(str(data))} --model {shell_word(str(bundle))}"]
+        words = [f"{launch(world_size)} train {self.STAGE} --data {shell_word(str(data))} "
+                 f"--model {shell_word(str(bundle))}"]
         words += [flag if value is None else f"{flag} {shell_word(value, always=texts)}"
                   for flag, value, texts in self._args()]
         if time_limit_min is not None:
@@ -165,11 +159,6 @@ class StageConfig(Config):
                 texts = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
                 out.append((flag, format_value(value), texts))
         return out
-
-
-def _flag_of(f: dataclasses.Field) -> str | None:
-    flag = f.metadata.get("flag")
-    return "--" + f.name.replace("_", "-") if flag == AUTO else flag
 
 
 _SAFE = re.compile(r"[\w@%+=:,./-]+")
