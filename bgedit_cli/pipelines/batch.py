@@ -11,8 +11,10 @@ A job supplies three steps; a `BgeditError` in one of them fails only what that 
     result = job.process([prepared, ...])      # one batch through the networks: the batch's items fail
     outputs = job.write(prepared, result, i)   # item i of the batch's result to its files: this item fails
 
-Items are consumed from any iterable as the loop goes and at most one batch is held at a time, so memory does
-not grow with the number of inputs and an item's files exist as soon as its batch is done.
+Items are consumed from any iterable (a list, a generator reading a file list, one process's share of the
+inputs) as the loop goes, and at most one batch of inputs and results is held at a time: beyond the report and
+the claimed output names (a line per input), memory does not grow with the number of inputs, and an item's files
+exist as soon as its batch is done.
 """
 
 from __future__ import annotations
