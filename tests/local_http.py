@@ -82,11 +82,11 @@ class LocalServer:
         if honour_range and match:
             start = int(match[1])
             if start >= len(data):
+                self.log.append((mode, name, rng, 416, 0))
                 h.send_response(416)
                 h.send_header("Content-Range", f"bytes */{len(data)}")
                 h.send_header("Content-Length", "0")
                 h.end_headers()
-                self.log.append((mode, name, rng, 416, 0))
                 return
             h.send_response(206)
             h.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -95,16 +95,17 @@ class LocalServer:
             h.send_response(200)
             status = 200
         body = data[start:]
+        sent = body[: len(body) // 2] if truncate else body
+        # Logged before the body goes out: the client may act on the whole body before this thread runs again.
+        self.log.append((mode, name, rng, status, len(sent)))
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
-        sent = body[: len(body) // 2] if truncate else body
         h.wfile.write(sent)
         h.wfile.flush()
         h.close_connection = True
-        self.log.append((mode, name, rng, status, len(sent)))
 
     def _status(self, h: BaseHTTPRequestHandler, mode: str, name: str, rng: str | None, code: int) -> None:
+        self.log.append((mode, name, rng, code, 0))
         h.send_response(code)
         h.send_header("Content-Length", "0")
         h.end_headers()
-        self.log.append((mode, name, rng, code, 0))
