@@ -61,6 +61,46 @@ def test_delta_shapes_follow_the_generator(nets):
     assert torch.equal(d_img["convs.3"][..., 0, 0], d_img["convs.3"][..., 2, 1])
 
 
+def test_shared_layers_in_one_product_equal_each_layer_alone(nets):
+    """The codes of all shared layers go through the FactorizedDelta as one batch (in fp32 inference, W_in read in
+    row blocks); each layer's delta equals HyperStyle's formula on its own code, with and without gradients."""
+    from bgedit_cli.nn.hypernet import SharedHead
+
+    _, net, _, img, _ = nets
+    hyper, f = net.hyper_img, net.hyper_img.shared
+    x = torch.cat([img, img.flip(-1)], 1)
+    with torch.no_grad():
+        deltas = hyper(x)
+        feats = hyper.backbone(x)
+    with_grad = hyper(x)
+    shared = [name for name in hyper.layer_shapes if isinstance(hyper.heads[name.replace(".", "_")], SharedHead)]
+    assert len(shared) == 3 and f.w_in.shape[0] > 16  # several codes and several row blocks
+    for name in shared:
+        with torch.no_grad():
+            code = hyper.heads[name.replace(".", "_")](feats)
+            h = (code @ f.w_in + f.b_in).view(-1, f.in_ch, f.rank)
+            want = (h @ f.w_out + f.b_out).view(-1, f.in_ch, f.out_ch, 3, 3).transpose(1, 2)
+        torch.testing.assert_close(deltas[name], want, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(with_grad[name].detach(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_hypernetwork_condition_equals_the_whole_input(nets):
+    """invert computes each hypernetwork's response to its fixed input (image, one-hot map) once: forward(y, cond)
+    gives the deltas of forward(cat(x, y))."""
+    from bgedit_cli.pipelines.invert import hyper_conditions
+
+    _, net, _, img, seg = nets
+    y = torch.rand_like(img) * 2 - 1
+    with torch.no_grad():
+        conds = hyper_conditions(net, img, seg)
+        for hyper, x, cond in ((net.hyper_img, img, conds[0]), (net.hyper_seg, seg, conds[1])):
+            whole, split = hyper(torch.cat([x, y], 1)), hyper(y, cond)
+            for name in whole:
+                torch.testing.assert_close(split[name], whole[name], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError):
+        net.hyper_img.condition(torch.cat([img, img], 1))
+
+
 def test_refuses_another_generator(nets):
     g, net, *_ = nets
     other = Generator(GENERATOR_PRESETS["tiny"].replace(channels=(32, 16, 16)))

@@ -145,6 +145,22 @@ def test_weight_deltas_are_validated():
         g(z, weight_deltas={"convs.0": torch.zeros(1, 32, 32, 3, 3)})
 
 
+def test_bf16_deltas_modulate_the_weights_in_fp32():
+    """Under bf16 autocast the hypernetworks return bf16 deltas; the per-sample weights are still built in fp32
+    (1 + a delta of 1e-3 rounded to bf16 would be exactly 1)."""
+    from bgedit_cli.nn.ops import modulated_weight
+
+    torch.manual_seed(0)
+    weight, styles = torch.randn(8, 6, 3, 3), torch.randn(2, 6)
+    delta = (1e-3 * torch.randn(2, 8, 6, 3, 3)).bfloat16()
+    want = modulated_weight(weight, styles, delta.float(), gain=1.4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = modulated_weight(weight, styles, delta, gain=1.4)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+    assert not torch.allclose(got, modulated_weight(weight, styles, None, gain=1.4), rtol=1e-5, atol=0)
+
+
 def test_gradients_flow_through_deltas_and_ws():
     g = tiny()
     ws = g.broadcast(g.mapping(torch.randn(2, g.cfg.z_dim))).detach().requires_grad_(True)

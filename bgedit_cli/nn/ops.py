@@ -141,15 +141,7 @@ def modulated_conv2d(
         assert resample_filter is not None, "up=True needs resample_filter"
 
     if fused:
-        w = weight.unsqueeze(0)  # (1, O, I, k, k)
-        if weight_delta is not None:
-            w = w * (1.0 + weight_delta)  # (N, O, I, k, k)
-        w = w * styles.reshape(n, 1, in_ch, 1, 1)  # (N, O, I, k, k)
-        scale = (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt() if demodulate else None
-        if gain != 1.0:
-            scale = gain if scale is None else scale * gain
-        if scale is not None:
-            w = w * scale
+        w = modulated_weight(weight, styles, weight_delta, demodulate=demodulate, gain=gain)
         conv_bias = None
         if bias is not None and not up:
             conv_bias = (bias * gain).repeat(n)
@@ -193,6 +185,23 @@ def modulated_conv2d(
     if bias is None:
         return x * scale.reshape(n, out_ch, 1, 1)
     return torch.addcmul((bias * gain).reshape(1, -1, 1, 1).to(x.dtype), x, scale.reshape(n, out_ch, 1, 1))
+
+
+def modulated_weight(weight: torch.Tensor, styles: torch.Tensor, weight_delta: torch.Tensor | None = None, *,
+                     demodulate: bool = True, gain: float = 1.0) -> torch.Tensor:
+    """Per-sample weights of the fused modulated convolution: `gain * demod(weight * (1 + weight_delta) * styles)`.
+    weight: [O, I, k, k]; styles: [N, I]; weight_delta: [N, O, I, k, k] or None -> [N, O, I, k, k].
+    Computed in fp32 whatever the deltas' dtype: a hypernetwork under bf16 autocast returns bf16 deltas, and
+    1 + delta rounded to bf16 (8 bits) would quantize a delta to steps of 1/128."""
+    n, in_ch = styles.shape
+    w = weight.unsqueeze(0)  # (1, O, I, k, k)
+    if weight_delta is not None:
+        w = w * (weight_delta.float() + 1.0)  # (N, O, I, k, k)
+    w = w * styles.reshape(n, 1, in_ch, 1, 1)  # (N, O, I, k, k)
+    scale = (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt() if demodulate else None
+    if gain != 1.0:
+        scale = gain if scale is None else scale * gain
+    return w if scale is None else w * scale
 
 
 def _blur_after_transposed_conv(x: torch.Tensor, f: torch.Tensor, k: int) -> torch.Tensor:

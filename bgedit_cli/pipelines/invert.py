@@ -84,25 +84,38 @@ def initial_codes(generator: Generator, net: InversionNet, img: torch.Tensor, se
     return w, seg_latents, compose_ws(generator, w, seg_latents)
 
 
+def hyper_conditions(net: InversionNet, x_img: torch.Tensor | None, x_seg: torch.Tensor | None
+                     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """For `refine_step(..., conds=)`: each hypernetwork's response to its fixed input (`HyperNetwork.condition`),
+    computed once for all the refinement steps of an inversion."""
+    def cond(hyper, x):
+        return None if hyper is None or x is None else hyper.condition(x)
+
+    return cond(net.hyper_img, x_img), cond(net.hyper_seg, x_seg)
+
+
 def refine_step(generator: Generator, net: InversionNet, x_img: torch.Tensor | None, x_seg: torch.Tensor | None,
                 ws: torch.Tensor, delta_img: Deltas | None, delta_seg: Deltas | None, y_prev: torch.Tensor, *,
-                noise_mode: NoiseMode = "const") -> tuple[Deltas | None, Deltas | None, torch.Tensor]:
+                noise_mode: NoiseMode = "const", conds: tuple[torch.Tensor | None, torch.Tensor | None] | None = None
+                ) -> tuple[Deltas | None, Deltas | None, torch.Tensor]:
     """One HyperStyle iteration: `delta += H(cat(x, y_prev))` for each hypernetwork, then y = G(ws, deltas).
 
     A hypernetwork whose input is None (`x_img`, or `x_seg` / the baseline's missing `hyper_seg`) keeps its
     deltas unchanged (e.g. a layout edit refines only delta_seg). Incoming deltas and `y_prev` are detached.
-    Returns (delta_img, delta_seg, y).
+    `conds`: `hyper_conditions(net, x_img, x_seg)` of these inputs, to skip their part of the hypernetworks'
+    first convolution. Returns (delta_img, delta_seg, y).
     """
     y_prev = y_prev.detach()
 
-    def update(hyper, x, old):
+    def update(hyper, x, old, cond):
         if hyper is None or x is None:
             return old
-        step = hyper(torch.cat([x, y_prev.to(x.dtype)], dim=1))
+        step = hyper(torch.cat([x, y_prev.to(x.dtype)], dim=1)) if cond is None else hyper(y_prev, cond)
         return step if old is None else {k: old[k].detach() + v for k, v in step.items()}
 
-    delta_img = update(net.hyper_img, x_img, delta_img)
-    delta_seg = update(net.hyper_seg, x_seg, delta_seg)
+    cond_img, cond_seg = conds or (None, None)
+    delta_img = update(net.hyper_img, x_img, delta_img, cond_img)
+    delta_seg = update(net.hyper_seg, x_seg, delta_seg, cond_seg)
     y = render(generator, ws, sum_deltas(delta_img, delta_seg), noise_mode=noise_mode)
     return delta_img, delta_seg, y
 
@@ -122,9 +135,10 @@ def invert(generator: Generator, net: InversionNet, img: torch.Tensor, seg: torc
     if progress is not None:
         progress(0, steps)
     delta_img = delta_seg = None
+    conds = hyper_conditions(net, img, x_seg) if steps else None
     for t in range(1, steps + 1):
         delta_img, delta_seg, y = refine_step(generator, net, img, x_seg, ws, delta_img, delta_seg, y,
-                                              noise_mode=noise_mode)
+                                              noise_mode=noise_mode, conds=conds)
         if history is not None:
             history.append(y)
         if progress is not None:

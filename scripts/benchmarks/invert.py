@@ -39,6 +39,17 @@ def _inputs(batch: int, resolution: int, device: torch.device) -> tuple[torch.Te
     return img.to(device), seg.to(device)
 
 
+def build_nets(preset: str, device: torch.device, precision: str = "fp32"):
+    """(generator, proposed inversion net) at `preset` with random weights (seed 0), frozen, in eval mode; for
+    bf16 the weights are marked for autocast's cast cache as `bgedit invert` does."""
+    torch.manual_seed(0)
+    g = Generator(GENERATOR_PRESETS[preset]).eval().requires_grad_(False).to(device)
+    net = build_inversion("proposed", preset, g).eval().requires_grad_(False).to(device)
+    if precision == "bf16":
+        cache_casts(g, net)
+    return g, net
+
+
 def time_invert(g: Generator, net, batch: int, device: torch.device, repeats: int) -> tuple[float, float, float]:
     """(wall seconds per image, process CPU seconds per image, peak memory MiB) for `invert(..., steps=5)`."""
     img, seg = _inputs(batch, g.cfg.img_resolution, device)
