@@ -265,7 +265,8 @@ def test_mixing_benchmark_pairs_each_answer_with_its_ground_truth(scenes, genera
     trivial answer input_b must score exactly for style and input_a exactly for content."""
     from bgedit_cli.checkpoint import load_network
     from bgedit_cli.nn.inversion import build_inversion
-    from bgedit_cli.pipelines.evaluate_mixing import mixing_scores, reconstruction_scores
+    from bgedit_cli.pipelines.evaluation.mixing import mixing_scores
+    from bgedit_cli.pipelines.evaluation.reconstruction import reconstruction_scores
     from bgedit_cli.data.ade20k import ADE20KDataset
 
     data = tmp_path / "data"
@@ -294,3 +295,57 @@ def test_mixing_benchmark_pairs_each_answer_with_its_ground_truth(scenes, genera
                                          batch_size=2, grid_images=2)
     assert scores["images"] == 3 and len(scores["per_step"]) == 3 and scores["ms_ssim_variant"] == "ssim"
     assert len(grid) == 4 and grid[0].shape == (2, 3, 16, 16)
+
+
+def test_layout_edit_term_trains_the_seg_path_only(scenes, generator_file, tmp_path):
+    """--edit-layout-lambda: A redrawn on the next item's map, read back by the frozen segmenter; its gradients
+    reach the Seg Encoder and hyper_seg, never the image encoder, hyper_img or the segmenter."""
+    from bgedit_cli.checkpoint import load_network, save_network
+    from bgedit_cli.io import one_hot_seg
+    from bgedit_cli.nn.inversion import build_inversion
+    from bgedit_cli.nn.segmenter import Segmenter, segmenter_preset
+    from bgedit_cli.training.common import read_log
+    from bgedit_cli.training.layout import class_colours, layout_edit_step, look_loss, map_labels, other_maps
+
+    # The pieces: pairs, labels with ignored pixels, class colours.
+    ids = torch.tensor([[[3, 3], [5, 255]], [[5, 5], [5, 5]]])
+    seg = one_hot_seg(ids, num_classes=8)
+    assert torch.equal(other_maps(seg)[0], seg[1]) and torch.equal(other_maps(seg)[1], seg[0])
+    assert map_labels(seg).tolist() == [[[3, 3], [5, 255]], [[5, 5], [5, 5]]]
+    img = torch.arange(24.0).reshape(2, 3, 2, 2)
+    colours, pixels = class_colours(img, seg)
+    assert pixels[0, 3] == 2 and torch.allclose(colours[0, 3], img[0, :, 0, :].mean(dim=1))
+    assert look_loss(img, seg, colours, pixels) == 0  # no class with enough pixels in both: nothing to compare
+
+    # One step on a tiny network: gradients only where they belong.
+    G = load_network(generator_file, "generator")
+    torch.manual_seed(0)
+    net = build_inversion("proposed", "tiny", G, "0" * 64, seg_layers=2).train()
+    segmenter = Segmenter(segmenter_preset("tiny")).eval().requires_grad_(False)
+    from bgedit_cli.data.ade20k import ADE20KDataset
+
+    data = ADE20KDataset(scenes, "training", resolution=16, flip=False, require_seg=True)
+    img = torch.stack([data[i]["img"] for i in range(4)])
+    seg = one_hot_seg(torch.stack([data[i]["seg"] for i in range(4)]))
+    w = net.image_encoder(img, G).detach()
+    scalars = layout_edit_step(G, net, segmenter, img, seg, w, None, refine_steps=2, layout_lambda=1.0,
+                               look_lambda=1.0)
+    assert scalars["edit/ce"] > 0 and scalars["edit/loss"] > 0
+    grads = {name: any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())
+             for name, m in [("image_encoder", net.image_encoder), ("seg_encoder", net.seg_encoder),
+                             ("hyper_img", net.hyper_img), ("hyper_seg", net.hyper_seg), ("segmenter", segmenter)]}
+    assert grads == {"image_encoder": False, "seg_encoder": True, "hyper_img": False, "hyper_seg": True,
+                     "segmenter": False}
+
+    # Through the command: logged, recorded in the config, refused when negative.
+    bundle = new_bundle(tmp_path / "bundle", generator_file)
+    save_network(bundle / "segmenter.safetensors", segmenter, kind="segmenter")
+    result = train(scenes, bundle, "--steps", "2", "--seg-layers", "2", "--refine-steps", "1", "--eval-every", "0",
+                   "--snapshot-every", "0", "--edit-layout-lambda", "0.5", "--edit-look-lambda", "0.1")
+    assert result.exit_code == 0, result.output
+    log = [r for r in read_log(run_folders(bundle)[0] / "log.jsonl") if "train/loss" in r]
+    assert all(r["train/edit/ce"] > 0 and r["train/loss"] > r["train/edit/loss"] for r in log)
+    command = load_network(bundle / "inversion.safetensors", "inversion").provenance["command"]
+    assert "--edit-layout-lambda 0.5" in command and "--edit-look-lambda 0.1" in command
+    result = train(scenes, bundle, "--edit-layout-lambda", "-1", "--force")
+    assert result.exit_code == 2 and "--edit-layout-lambda" in result.stderr  # a usage error, before any work

@@ -53,13 +53,15 @@ from bgedit_cli.checkpoint import file_sha256, load_network
 from bgedit_cli.data.ade20k import ADE20KDataset
 from bgedit_cli.errors import InputError
 from bgedit_cli.io import image_columns, one_hot_seg, save_png
+from bgedit_cli.latent import Deltas
 from bgedit_cli.losses import LossLambdas, build_inversion_loss
 from bgedit_cli.nn.inversion import build_inversion
-from bgedit_cli.pipelines.evaluate_mixing import reconstruction_scores
+from bgedit_cli.pipelines.evaluation.reconstruction import reconstruction_scores
 from bgedit_cli.pipelines.invert import initial_codes, refine_step, render
 from bgedit_cli.runtime import autocast
 from bgedit_cli.training.common import average_gradients, mean_scalars, warmup_cosine_lr
 from bgedit_cli.training.configs import InversionTrainConfig
+from bgedit_cli.training.layout import layout_edit_step
 from bgedit_cli.training.runner import DataStream, StageBase, StageOptions, StageRun
 from bgedit_cli.training.state import seed_everything
 
@@ -141,11 +143,11 @@ def pretrain_step(G, net, segmenter, batch: int, device: torch.device, autocast=
 
 def train_step(G, net, loss_fn, img: torch.Tensor, seg: torch.Tensor | None, *, refine_steps: int,
                train_encoders: bool = True, train_hypernets: bool = True, autocast=None
-               ) -> tuple[dict[str, float], list[torch.Tensor]]:
+               ) -> tuple[dict[str, float], list[torch.Tensor], tuple[torch.Tensor, Deltas | None]]:
     """Forward and backward passes of one batch (gradients accumulate in the parameters; no optimizer step).
 
-    Returns the scalars to log (`loss` = sum over iterations, `y<t>/<term>` per iteration) and the images
-    y_0 .. y_T (detached). With `train_encoders=False` the encoders run without gradients; with
+    Returns the scalars to log (`loss` = sum over iterations, `y<t>/<term>` per iteration), the images
+    y_0 .. y_T and the codes (w, final delta_img), all detached. With `train_encoders=False` the encoders run without gradients; with
     `train_hypernets=False` there is no refinement.
     """
     autocast = autocast or nullcontext
@@ -162,24 +164,27 @@ def train_step(G, net, loss_fn, img: torch.Tensor, seg: torch.Tensor | None, *, 
         return loss
 
     with torch.set_grad_enabled(train_encoders), autocast():
-        _, _, ws = initial_codes(G, net, img, seg)
+        w, _, ws = initial_codes(G, net, img, seg)
         y = render(G, ws)
     if train_encoders:
         account(0, y).backward()
     else:
         account(0, y)
     images = [y.detach()]
+    delta_img = None
     if train_hypernets:
         ws, y = ws.detach(), y.detach()
         x_seg = seg if net.uses_seg else None
-        delta_img = delta_seg = None
+        delta_seg = None
         for t in range(1, refine_steps + 1):
             with autocast():
                 delta_img, delta_seg, y = refine_step(G, net, img, x_seg, ws, delta_img, delta_seg, y)
             account(t, y).backward()
             images.append(y.detach())
     scalars["loss"] = total
-    return scalars, images
+    if delta_img is not None:
+        delta_img = {k: v.detach() for k, v in delta_img.items()}
+    return scalars, images, (w.detach(), delta_img)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -234,7 +239,7 @@ class InversionStage(StageBase):
         self.hypernets = [m for m in (net.hyper_img, net.hyper_seg) if m is not None]
         self.params = [p for p in net.parameters() if p.requires_grad]
         self.segmenter = None
-        if cfg.pretrain_steps and self.uses_seg:
+        if (cfg.pretrain_steps or cfg.edit_layout_lambda) and self.uses_seg:
             self.segmenter = load_network(bundle_file(run.bundle, "segmenter"), "segmenter", self.device).eval()
             self.segmenter.requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, betas=ADAM_BETAS)
@@ -267,13 +272,28 @@ class InversionStage(StageBase):
         encoder_phase = step < cfg.encoder_steps
         train_enc = cfg.schedule == "joint" or encoder_phase
         train_hyp = (cfg.schedule == "joint" or not encoder_phase) and cfg.refine_steps > 0
-        lr, scalars = self._update(step, train_enc, train_hyp, lambda: train_step(
-            self.G, self.net, self.loss_fn, img, seg, refine_steps=cfg.refine_steps, train_encoders=train_enc,
-            train_hypernets=train_hyp, autocast=amp)[0])
+        lr, scalars = self._update(step, train_enc, train_hyp, lambda: self._backward(
+            img, seg, train_enc=train_enc, train_hyp=train_hyp, autocast=amp))
         phase = "encoders" if encoder_phase else ("joint" if cfg.schedule == "joint" else "hypernetworks")
         last_t = max(t for t in range(cfg.refine_steps + 1) if f"y{t}/loss" in scalars)
         return ({"lr": lr, "phase": phase, **{f"train/{k}": v for k, v in scalars.items()}},
                 {"loss": scalars["loss"], f"y{last_t}": scalars[f"y{last_t}/loss"]}, img.shape[0])
+
+    def _backward(self, img: torch.Tensor, seg: torch.Tensor | None, *, train_enc: bool, train_hyp: bool,
+                  autocast) -> dict[str, float]:
+        """The reconstruction step's passes, then (with `edit_layout_lambda`) the layout-edit term's on the codes
+        it found (training/layout.py)."""
+        cfg = self.cfg
+        scalars, _, (w, delta_img) = train_step(self.G, self.net, self.loss_fn, img, seg,
+                                                refine_steps=cfg.refine_steps, train_encoders=train_enc,
+                                                train_hypernets=train_hyp, autocast=autocast)
+        if cfg.edit_layout_lambda and self.uses_seg and img.shape[0] > 1:
+            edit = layout_edit_step(self.G, self.net, self.segmenter, img, seg, w, delta_img,
+                                    refine_steps=cfg.refine_steps if train_hyp else 0,
+                                    layout_lambda=cfg.edit_layout_lambda, look_lambda=cfg.edit_look_lambda,
+                                    autocast=autocast)
+            scalars = {**scalars, **edit, "loss": scalars["loss"] + edit["edit/loss"]}
+        return scalars
 
     def _update(self, step: int, train_enc: bool, train_hyp: bool,
                 backward: Callable[[], dict[str, float]]) -> tuple[float, dict[str, float]]:
