@@ -63,6 +63,93 @@ def test_bf16_on_a_slow_cpu_runs_and_warns_once(measured, capsys):
         runtime.resolve_precision("fp16", CPU)
 
 
+def busy_workload(key: str, fp32_matmuls: int, bf16_matmuls: int, module: torch.nn.Module):
+    """A workload whose CPU time per run depends on the precision it runs in (counted in `calls`)."""
+    calls = []
+    a = torch.randn(192, 192)
+
+    def run():
+        bf16 = torch.is_autocast_enabled("cpu")
+        calls.append("bf16" if bf16 else "fp32")
+        with torch.autocast("cpu", enabled=False):
+            for _ in range(bf16_matmuls if bf16 else fp32_matmuls):
+                a @ a
+
+    return runtime.Workload(key, run, (module,)), calls
+
+
+def test_auto_decides_per_workload_by_its_measured_time_and_caches_it(measured, tmp_path):
+    """Fast bf16 convolutions are not enough: a command's own workload must run faster in bf16 (CPU time,
+    each precision warmed up then timed once); the decision is cached per CPU, torch version and workload."""
+    measured(supported=True, fp32_s=1.0, bf16_s=0.4)
+    net = torch.nn.Linear(4, 4).requires_grad_(False)
+    slow, calls = busy_workload("invert | tiny | batch 1", fp32_matmuls=2, bf16_matmuls=40, module=net)
+    assert runtime.resolve_precision("auto", CPU, workload=slow) == "fp32"
+    assert calls == ["fp32", "fp32", "bf16", "bf16"]
+    fast, _ = busy_workload("invert | demo | batch 1", fp32_matmuls=40, bf16_matmuls=2, module=net)
+    assert runtime.resolve_precision("auto", CPU, workload=fast) == "bf16"
+    assert runtime.resolve_precision("auto", CPU) == "bf16"  # no workload (training): the convolution check
+    # The probe left the network as it was: no gradients required, not marked for bf16.
+    assert not any(p.requires_grad for p in net.parameters()) and not getattr(net, runtime.BF16_MARK)
+    cached = json.loads((tmp_path / "cpu-bf16.json").read_text())
+    assert cached["status"]["fast"] and set(cached["workloads"]) == {slow.key, fast.key}
+    assert cached["workloads"][slow.key]["precision"] == "fp32"
+    assert cached["workloads"][slow.key]["bf16_s"] > cached["workloads"][slow.key]["fp32_s"]
+    assert runtime.workload_decisions() == cached["workloads"]
+    calls.clear()
+    assert runtime.resolve_precision("auto", CPU, workload=slow) == "fp32" and calls == []  # cached
+    assert runtime.resolve_precision("fp32", CPU, workload=fast) == "fp32"
+
+
+def test_auto_skips_the_probe_where_bf16_is_slow_or_overridden(measured, monkeypatch):
+    net = torch.nn.Linear(4, 4)
+    workload, calls = busy_workload("w", fp32_matmuls=40, bf16_matmuls=1, module=net)
+    measured(supported=False)
+    assert runtime.resolve_precision("auto", CPU, workload=workload) == "fp32" and calls == []
+    monkeypatch.setenv(runtime.CPU_BF16_ENV, "1")
+    assert runtime.resolve_precision("auto", CPU, workload=workload) == "bf16" and calls == []
+
+
+def test_networks_prepared_for_bf16_run_in_bf16_in_the_pipelines():
+    """`load_models(..., precision="bf16")` prepares the networks (`cache_casts`); `invert` and `render` then run
+    them under bf16 autocast whoever calls them, and fp32 networks stay fp32."""
+    from bgedit_cli.nn.inversion import build_inversion
+    from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS, Generator
+    from bgedit_cli.pipelines.invert import invert, render
+
+    torch.manual_seed(0)
+    g = Generator(GENERATOR_PRESETS["tiny"]).eval().requires_grad_(False)
+    net = build_inversion("proposed", "tiny", g).eval().requires_grad_(False)
+    img = torch.rand(1, 3, 16, 16) * 2 - 1
+    seg = torch.zeros(1, 151, 16, 16)
+    seg[:, 3] = 1
+    ref = invert(g, net, img, seg, steps=1)
+    assert ref.images.dtype == torch.float32
+    runtime.cache_casts(g, net)
+    out = invert(g, net, img, seg, steps=1)
+    assert out.images.dtype == torch.bfloat16 and render(g, out.ws).dtype == torch.bfloat16
+    assert psnr(out.images, ref.images) > 30
+
+
+def test_the_inversion_and_generator_workloads_run_in_both_precisions():
+    from bgedit_cli.nn.inversion import build_inversion
+    from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS, Generator
+    from bgedit_cli.pipelines.precision import generator_workload, inversion_workload
+
+    torch.manual_seed(0)
+    g = Generator(GENERATOR_PRESETS["tiny"]).eval()
+    for variant in ("proposed", "baseline"):
+        net = build_inversion(variant, "tiny", g).eval()
+        workload = inversion_workload(g, net)
+        assert workload.key.startswith(f"invert | tiny {variant} 16px ") and workload.key.endswith("batch 1")
+        for precision in ("fp32", "bf16"):
+            with torch.no_grad(), runtime.autocast(CPU, precision):
+                workload.run()
+    assert inversion_workload(g, net).key == workload.key  # sizes, not weights or objects, name it
+    with torch.no_grad():
+        generator_workload(g).run()
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * math.log10(4 / max((a.float() - b.float()).square().mean().item(), 1e-12))
 

@@ -39,15 +39,17 @@ from bgedit_cli.nn.ops import assert_shape
 from bgedit_cli.nn.stylegan2 import Generator, NoiseMode
 from bgedit_cli.pipelines.batch import BatchReport, Failure, OutputNames, Source, check_out_dir, run_batches
 from bgedit_cli.pipelines.models import Models
-from bgedit_cli.runtime import autocast
+from bgedit_cli.runtime import autocast, autocast_for
 
 Progress = Callable[[int, int], None]
 
 
 def render(generator: Generator, ws: torch.Tensor, deltas: Mapping[str, torch.Tensor] | None = None, *,
            noise_mode: NoiseMode = "const") -> torch.Tensor:
-    """G(ws) with weights theta * (1 + delta) per sample -> [N, 3, R, R]."""
-    return generator.synthesize(ws, noise_mode=noise_mode, weight_deltas=deltas or None)
+    """G(ws) with weights theta * (1 + delta) per sample -> [N, 3, R, R] (in bf16 for a generator prepared for
+    it, `runtime.autocast_for`)."""
+    with autocast_for(ws.device, generator):
+        return generator.synthesize(ws, noise_mode=noise_mode, weight_deltas=deltas or None)
 
 
 def compose_ws(generator: Generator, w: torch.Tensor, seg_latents: torch.Tensor | None) -> torch.Tensor:
@@ -125,24 +127,26 @@ def invert(generator: Generator, net: InversionNet, img: torch.Tensor, seg: torc
            steps: int = 5, progress: Progress | None = None, return_steps: bool = False,
            noise_mode: NoiseMode = "const") -> Inversion:
     """Invert a batch: encoders, y_0 = G(ws), then `steps` refinement steps. `seg` (one-hot) is required by the
-    proposed variant and ignored by the baseline. `progress(t, steps)` is called after y_t."""
+    proposed variant and ignored by the baseline. `progress(t, steps)` is called after y_t. Networks prepared
+    for bf16 (`load_models(..., precision="bf16")`) run under bf16 autocast (`runtime.autocast_for`)."""
     if steps < 0:
         raise InputError(f"steps must be >= 0, got {steps}.")
-    w, seg_latents, ws = initial_codes(generator, net, img, seg)
-    x_seg = seg if net.uses_seg else None
-    y = render(generator, ws, noise_mode=noise_mode)
-    history = [y] if return_steps else None
-    if progress is not None:
-        progress(0, steps)
-    delta_img = delta_seg = None
-    conds = hyper_conditions(net, img, x_seg) if steps else None
-    for t in range(1, steps + 1):
-        delta_img, delta_seg, y = refine_step(generator, net, img, x_seg, ws, delta_img, delta_seg, y,
-                                              noise_mode=noise_mode, conds=conds)
-        if history is not None:
-            history.append(y)
+    with autocast_for(img.device, generator, net):
+        w, seg_latents, ws = initial_codes(generator, net, img, seg)
+        x_seg = seg if net.uses_seg else None
+        y = render(generator, ws, noise_mode=noise_mode)
+        history = [y] if return_steps else None
         if progress is not None:
-            progress(t, steps)
+            progress(0, steps)
+        delta_img = delta_seg = None
+        conds = hyper_conditions(net, img, x_seg) if steps else None
+        for t in range(1, steps + 1):
+            delta_img, delta_seg, y = refine_step(generator, net, img, x_seg, ws, delta_img, delta_seg, y,
+                                                  noise_mode=noise_mode, conds=conds)
+            if history is not None:
+                history.append(y)
+            if progress is not None:
+                progress(t, steps)
     return Inversion(ws=ws, w=w, seg_latents=seg_latents, delta_img=delta_img, delta_seg=delta_seg, images=y,
                      steps_images=history)
 

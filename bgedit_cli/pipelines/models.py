@@ -23,6 +23,7 @@ from bgedit_cli.nn.inversion import VARIANTS, InversionNet
 from bgedit_cli.nn.segmenter import Segmenter
 from bgedit_cli.nn.stylegan2 import Generator
 from bgedit_cli.nn.text_encoder import TextEditor
+from bgedit_cli.pipelines.precision import generator_workload, inversion_workload
 from bgedit_cli.runtime import cache_casts, resolve_device, resolve_precision
 
 # A prompt whose CLIP embedding is further than this (cosine) from every trained prompt is refused.
@@ -72,7 +73,7 @@ def load_models(model: Path | None, variant: str | None, device: str, *, generat
         raise InputError(f"{inv_path}: holds the {net.variant} variant, but --variant {variant} was asked for.")
     sha = file_sha256(g_path)
     net.check_generator(g, sha)
-    prec = resolve_precision(precision, dev, ("auto", "fp32", "bf16"))
+    prec = resolve_precision(precision, dev, ("auto", "fp32", "bf16"), workload=inversion_workload(g, net))
     if prec == "bf16":
         cache_casts(g, net)
     return Models(bundle=bundle, device=dev, generator=g, generator_sha256=sha, net=net, segmenter_path=segmenter,
@@ -106,8 +107,8 @@ def load_generator(ckpt: Path | None, device: str = "cpu", precision: str = "fp3
     if ckpt is None or Path(ckpt).is_dir():
         ckpt = bundle_file(resolve_bundle(ckpt), "generator")
     dev = resolve_device(device)
-    prec = resolve_precision(precision, dev, ("auto", "fp32", "bf16"))
     g = load_network(ckpt, "generator", device=dev).eval()
+    prec = resolve_precision(precision, dev, ("auto", "fp32", "bf16"), workload=generator_workload(g))
     if prec == "bf16":
         cache_casts(g)
     return LoadedGenerator(generator=g, path=Path(ckpt), device=dev, precision=prec)
