@@ -149,11 +149,12 @@ def test_bundle_json_has_every_value_and_setting(cli, scenes, bundle, tmp_path):
 def test_text_edits_are_scored_against_their_own_ground_truth(scenes, bundle, monkeypatch):
     """With the edit replaced by the unedited reconstruction, the edit is never closer and gains nothing; the
     pairs are (scene, style) with the scene's own style left out, as metadata.jsonl says."""
-    from bgedit_cli.pipelines import evaluate as ev, evaluate_text
+    from bgedit_cli.pipelines import evaluation as ev
+    from bgedit_cli.pipelines.evaluation import text_scores
 
-    monkeypatch.setattr(evaluate_text, "text_edit", lambda G, inv, *a, **k: inv.images.float())
+    monkeypatch.setattr(text_scores, "text_edit", lambda G, inv, *a, **k: inv.images.float())
     out = ev.evaluate_bundle(ev.EvalOptions(data=scenes, model=bundle, metrics=("l2",), steps=1, device="cpu",
-                                            variants=("proposed",), mixing_scenes=0)).result
+                                            variants=("proposed",), mixing_scenes=0)).to_json()
     own = {json.loads(line)["file"]: json.loads(line)["style"]["name"]
            for line in (scenes / "metadata.jsonl").read_text().splitlines()}
     names = sorted({p.name.split("__")[0] for p in (scenes / "textedit" / "validation").glob("*.png")})
@@ -335,7 +336,8 @@ def test_layout_scores_read_the_edit_against_b_s_map(scenes, bundle):
     1.0 on B's inputs; the edit of A with B's map is scored against B's map, not A's."""
     from bgedit_cli.checkpoint import load_network
     from bgedit_cli.io import load_image, load_seg
-    from bgedit_cli.pipelines.evaluate_mixing import layout_scores, mixing_pairs
+    from bgedit_cli.pipelines.evaluation.layout import layout_scores
+    from bgedit_cli.pipelines.evaluation.mixing import mixing_pairs
 
     G = load_network(bundle / "generator.safetensors", "generator")
     net = load_network(bundle / "inversion.safetensors", "inversion")

@@ -1,4 +1,4 @@
-"""The text section of `bgedit evaluate` (`pipelines/evaluate_text.py`): the held-out wordings table, the shuffled
+"""The text section of `bgedit evaluate` (`pipelines/evaluation/text*.py`): the held-out wordings table, the shuffled
 control's derangement, the water share, and every measure on a tiny random bundle (CPU, seconds): layout kept,
 "ocean" on scenes without sea, unseen wordings, shuffled prompts, a text model given explicitly."""
 
@@ -15,7 +15,7 @@ import torch
 
 import test_text_edit
 from bgedit_cli.data.synth import STYLE_NAMES, STYLE_PHRASES, synthesize
-from bgedit_cli.pipelines import evaluate_text as et
+from bgedit_cli.pipelines.evaluation import text_model as et, text_scores
 
 base_bundle = test_text_edit.base_bundle
 PROMPTS = ("day", "snow", "night", "ocean", "winter", "a village")  # "winter" trained: snow's wording is the next
@@ -68,12 +68,16 @@ def _own_water(scenes: Path) -> dict[str, dict]:
     return {r["file"]: r for r in recs if r["split"] == "validation"}
 
 
-def _evaluate(scenes: Path, bundle: Path, **kwargs):
-    from bgedit_cli.pipelines.evaluate import EvalOptions, evaluate_bundle
+def _evaluation(scenes: Path, bundle: Path, **kwargs):
+    from bgedit_cli.pipelines.evaluation import EvalOptions, evaluate_bundle
 
     opts = EvalOptions(data=scenes, model=bundle, metrics=("l2",), steps=1, device="cpu", variants=("proposed",),
                        mixing_scenes=0, batch_size=4, **kwargs)
-    return evaluate_bundle(opts).result
+    return evaluate_bundle(opts)
+
+
+def _evaluate(scenes: Path, bundle: Path, **kwargs):
+    return _evaluation(scenes, bundle, **kwargs).to_json()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -130,9 +134,8 @@ def test_water_fraction_counts_sea_water_and_river_pixels():
 
 
 def test_every_text_measure_appears_with_sane_values(scenes, bundle):
-    from bgedit_cli.report import result_tables
-
-    out = _evaluate(scenes, bundle)
+    ev = _evaluation(scenes, bundle)
+    out = ev.to_json()
     text = out["text"]
     records = _own_water(scenes)
     no_sea = [n for n, r in records.items() if r["content"]["water"] in et.NO_SEA]
@@ -167,16 +170,16 @@ def test_every_text_measure_appears_with_sane_values(scenes, bundle):
         if unseen["ratio"] is not None:
             assert unseen["ratio"] == pytest.approx(unseen["all"]["improvement"] / unseen["trained"]["improvement"])
         assert mode["shuffled"]["all"]["pairs"] == n and 0 <= mode["shuffled"]["all"]["closer"] <= 1
-    titles = [t.title for t in result_tables(out)]
+    titles = [t.title for t in ev.tables()]
     assert any("prompt wordings" in t for t in titles) and any("layout kept" in t for t in titles)
-    wording = next(t for t in result_tables(out) if "prompt wordings" in t.title)
+    wording = next(t for t in ev.tables() if "prompt wordings" in t.title)
     assert any(row[0] == '"moonlit" (night)' for row in wording.rows)
     assert any(row[0].startswith("shuffled") for row in wording.rows) and "L2 recon − edit ↑" in wording.headers
     n = next(iter(text["modes"].values()))["all"]["pairs"]
     reference = text["layout_reference"]
     assert set(reference) == {"ground_truth", "inverted_ground_truth"}
     assert all(0 <= v["miou"] <= 1 and v["num_pixels"] == n * 16 * 16 for v in reference.values())
-    kept = next(t for t in result_tables(out) if "layout kept" in t.title)
+    kept = next(t for t in ev.tables() if "layout kept" in t.title)
     assert len(kept.rows) == 4 and all("n/a" not in row for row in kept.rows)
     assert [row[0].split(":")[0] for row in kept.rows[2:]] == ["reference"] * 2
 
@@ -194,7 +197,7 @@ def test_ocean_scenes_are_the_first_without_sea_and_the_share_rises_when_the_edi
             return torch.where((img > 0.999).all(dim=1), 27, 0).long()
 
     monkeypatch.setattr(Models, "segmenter", lambda self: Stub())
-    monkeypatch.setattr(et, "text_edit", lambda G, inv, *a, **k: torch.ones_like(inv.images.float()))
+    monkeypatch.setattr(text_scores, "text_edit", lambda G, inv, *a, **k: torch.ones_like(inv.images.float()))
     out = _evaluate(scenes, bundle, ocean_scenes=2)["text"]
     for mode in out["modes"].values():
         ocean = mode["ocean"]

@@ -62,8 +62,8 @@ def evaluate(
 
     from bgedit_cli.errors import InputError
     from bgedit_cli.nn.inversion import VARIANTS
-    from bgedit_cli.pipelines.evaluate import METRICS, EvalOptions, evaluate_bundle, evaluate_folders, parse_names
-    from bgedit_cli.report import check_report_dir, result_notes, result_tables, write_report
+    from bgedit_cli.pipelines.evaluation import METRICS, EvalOptions, evaluate_bundle, evaluate_folders, parse_names
+    from bgedit_cli.report import check_report_dir, write_report
 
     if (data is None) == (real is None and fake is None) or (data is None and (real is None or fake is None)):
         raise InputError("give --data DIR (evaluate a bundle) or both --real DIR and --fake DIR (two folders).")
@@ -88,11 +88,11 @@ def evaluate(
         ev = (evaluate_bundle if data is not None else evaluate_folders)(opts, progress)
     if report is not None:
         t = time.perf_counter()
-        ev.result["report"] = str(write_report(report, ev))
-        ev.result["seconds"]["report"] = round(time.perf_counter() - t, 3)
+        ev.report = str(write_report(report, ev))
+        ev.seconds["report"] = time.perf_counter() - t
 
     if json_out:
-        print_json(ev.result)
+        print_json(ev.to_json())
         return
     from rich.console import Console
     from rich.table import Table
@@ -101,7 +101,7 @@ def evaluate(
     console = Console(highlight=False, soft_wrap=False)
     if not console.is_terminal:
         console.width = max(console.width, 160)  # a file gets the tables unwrapped
-    for t in result_tables(ev.result):
+    for t in ev.tables():
         console.print(Text(t.title, style="bold"))
         table = Table()
         for i, h in enumerate(t.headers):
@@ -111,7 +111,7 @@ def evaluate(
         console.print(table)
         for i, n in enumerate(t.notes, 1):
             console.print(Text(f"  {i}. {n}"))
-    for line in result_notes(ev.result):
+    for line in ev.all_notes():
         console.print(Text(f"Note: {line}"))
     if report is not None and not quiet:
-        err_console.print(Text(f"Report: {ev.result['report']}"))
+        err_console.print(Text(f"Report: {ev.report}"))

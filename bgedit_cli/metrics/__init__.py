@@ -5,5 +5,5 @@
 - `swd`: sliced Wasserstein distance on Laplacian-pyramid patches (ProGAN).
 - `segmentation`: confusion matrix -> pixel accuracy, mean class accuracy, IoU / mIoU.
 
-`bgedit evaluate` (bgedit_cli/pipelines/evaluate.py) runs them on a bundle's reconstructions or on two folders.
+`bgedit evaluate` (bgedit_cli/pipelines/evaluation/) runs them on a bundle's reconstructions or on two folders.
 """
