@@ -80,7 +80,22 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], *, kind: str, 
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     with atomic_output(path, force=force) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
+        _sort_metadata(tmp)
     return file_sha256(path)
+
+
+def _sort_metadata(path: Path) -> None:
+    """safetensors writes the metadata in hash order, which differs between processes; rewrite the header with
+    its keys sorted (the same length), so that the same tensors and metadata always give the same bytes."""
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        raw = f.read(n)
+        header = json.loads(raw)  # dicts keep the file's order of the tensors
+        header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) <= n and text != raw.rstrip(b" "):
+            f.seek(8)
+            f.write(text + b" " * (n - len(text)))
 
 
 def read_header(path: Path, kind: str | None = None) -> tuple[dict[str, str], dict[str, tuple[str, list[int]]]]:

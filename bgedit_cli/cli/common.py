@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional, TypeVar
+from typing import Annotated, Any, Callable, Iterator, Optional, TypeVar
 
 import typer
 
@@ -27,6 +27,14 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing outp
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
+
+# Options of the commands over many files (invert, text-edit).
+FilesFromOpt = Annotated[Optional[Path], typer.Option(
+    "--files-from", metavar="FILE|-", help="also read input paths from FILE (- for stdin): one per line, or "
+    "NUL-separated (find -print0); read as the work goes, for lists of any length")]
+SkipExistingOpt = Annotated[bool, typer.Option(
+    "--skip-existing", help="skip inputs whose outputs all exist (continue an interrupted run); an input with "
+    "only some of them is done again")]
 
 # Options of the commands that run a model bundle (invert, mix-style, mix-content).
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", help="model bundle folder (default: "
@@ -70,6 +78,51 @@ def report_training(summary: dict[str, Any], json_out: bool, quiet: bool, line: 
         print_json(summary)
     elif not quiet:
         err_console.print(line(summary))
+
+
+def input_paths(paths: list[Path] | None, files_from: Path | None, d: Any) -> Iterator[Path]:
+    """The command's input paths: the arguments, then `--files-from`'s list, streamed. Checks the list first (a
+    missing file; stdin under torchrun, where every process reads the whole list, is refused)."""
+    from bgedit_cli.errors import InputError
+    from bgedit_cli.pipelines.batch import read_file_list
+
+    if not paths and files_from is None:
+        raise typer.BadParameter("give input files as arguments or with --files-from.", param_hint="IMAGES")
+    if files_from is not None and str(files_from) == "-" and d.enabled:
+        raise InputError("--files-from -: under torchrun every process reads the whole list; give a file.")
+    if files_from is not None and str(files_from) != "-" and not files_from.is_file():
+        raise InputError(f"--files-from {files_from}: no such file.")
+
+    def stream() -> Iterator[Path]:
+        yield from paths or []
+        if files_from is None:
+            return
+        if str(files_from) == "-":
+            yield from read_file_list(sys.stdin.buffer)
+        else:
+            with open(files_from, "rb") as f:
+                yield from read_file_list(f)
+
+    return stream()
+
+
+def report_batch(report: Any, d: Any, *, json_out: bool, quiet: bool, result: dict[str, Any], message: str) -> None:
+    """Print a many-inputs command's result (a pipelines.batch.BatchReport): `result` plus its outputs, skipped
+    and failed inputs as JSON with --json, else `message` on stderr unless --quiet or something failed (stderr
+    then holds just the `Error:` lines); exit 1 when any input failed. Under torchrun the report is every rank's:
+    rank 0 alone prints, the failures too (one process prints them as they happen), and its exit code covers
+    every rank (the others exit 0: one that exited 1 first would have torchrun stop rank 0 before it printed)."""
+    if d.is_main:
+        if d.enabled:
+            for failure in report.failed:
+                print_failure(failure)
+        if json_out:
+            print_json({**result, "outputs": report.done, "skipped": report.skipped,
+                        "failed": [f.to_dict() for f in report.failed]})
+        elif not quiet and not report.failed:
+            err_console.print(message)
+    if report.failed and d.is_main:
+        raise typer.Exit(1)
 
 
 def print_json(data: Any) -> None:

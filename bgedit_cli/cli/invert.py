@@ -7,17 +7,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from bgedit_cli.cli.common import (BatchOpt, DeviceOpt, ForceOpt, GeneratorOpt, InversionOpt, JsonOpt, ModelOpt,
-                                   PrecisionOpt, QuietOpt, RefineStepsOpt, SegmenterOpt, cli_command, err_console,
-                                   make_progress, print_failure, print_json)
+from bgedit_cli.cli.common import (BatchOpt, DeviceOpt, FilesFromOpt, ForceOpt, GeneratorOpt, InversionOpt, JsonOpt,
+                                   ModelOpt, PrecisionOpt, QuietOpt, RefineStepsOpt, SegmenterOpt, SkipExistingOpt,
+                                   cli_command, input_paths, make_progress, print_failure, report_batch)
 
 
 @cli_command
 def invert(
-    images: Annotated[list[Path], typer.Argument(help="images (PNG/JPEG/WebP, any size; centre-cropped)")],
-    out: Annotated[Path, typer.Option("--out", help="output folder: <stem>.png, <stem>.latent.safetensors")],
-    seg: Annotated[Optional[list[Path]], typer.Option("--seg", help="seg map per image, in the same order "
-                                                      "(default: predicted by the bundle's segmenter)")] = None,
+    images: Annotated[Optional[list[Path]], typer.Argument(
+        help="images (PNG/JPEG/WebP, any size; centre-cropped)", show_default=False)] = None,
+    out: Annotated[Path, typer.Option("--out", help="output folder: <stem>.png, <stem>.latent.safetensors")] = ...,
+    seg: Annotated[Optional[list[Path]], typer.Option("--seg", help="seg map per image argument, in the same "
+                                                      "order (default: predicted by the bundle's segmenter)")] = None,
+    files_from: FilesFromOpt = None,
+    skip_existing: SkipExistingOpt = False,
     model: ModelOpt = None,
     steps: RefineStepsOpt = 5,
     batch_size: BatchOpt = 4,
@@ -35,26 +38,32 @@ def invert(
     """Invert images into the generator: reconstruction and latent file per image.
 
     Example: bgedit invert lake.png forest.jpg --out inv/ --save-seg
+
+    Many files: find scenes/ -name '*.jpg' -print0 | bgedit invert --files-from - --out inv/ --skip-existing;
+    on N GPUs: torchrun --nproc_per_node N -m bgedit_cli invert --files-from list.txt --out inv/
     """
-    from bgedit_cli.pipelines.batch import Source
+    from bgedit_cli.distributed import join
+    from bgedit_cli.pipelines.batch import Source, share_size
     from bgedit_cli.pipelines.invert import invert_files
     from bgedit_cli.pipelines.models import load_models
 
-    if seg and len(seg) != len(images):
-        raise typer.BadParameter(f"got {len(seg)} map(s) for {len(images)} image(s); give one per image, in order.",
-                                 param_hint="--seg")
-    models = load_models(model, variant, device, generator=generator, inversion=inversion, segmenter=segmenter,
+    if seg and len(seg) != len(images or []):
+        raise typer.BadParameter(f"got {len(seg)} map(s) for {len(images or [])} image(s); give one per image, in "
+                                 "order (the maps of --files-from's files are predicted).", param_hint="--seg")
+    d, dev = join(device)
+    paths = input_paths(images, files_from, d)
+    models = load_models(model, variant, str(dev), generator=generator, inversion=inversion, segmenter=segmenter,
                          precision=precision)
-    sources = [Source(path, seg[k] if seg else None) for k, path in enumerate(images)]
-    with make_progress(quiet or len(images) <= 1) as bar:
-        task = bar.add_task("inverting", total=len(images))
+    sources = (Source(path, seg[k] if k < len(seg or []) else None) for k, path in enumerate(paths))
+    if files_from is None:
+        sources = list(sources)
+    total = None if files_from is not None else share_size(len(images), batch_size, d)
+    with make_progress(quiet or not d.is_main or total == 1) as bar:
+        task = bar.add_task("inverting", total=total)
         report = invert_files(models, sources, out, steps=steps, batch_size=batch_size, save_seg=save_seg,
-                              force=force, progress=lambda n: bar.advance(task, n), on_failure=print_failure)
-
-    if json_out:
-        print_json({"out": str(out), "variant": models.net.variant, "steps": steps, "outputs": report.done,
-                    "failed": [f.to_dict() for f in report.failed], "generator_sha256": models.generator_sha256})
-    elif not quiet and not report.failed:  # with failures, stderr holds just their `Error:` lines
-        err_console.print(f"Inverted {len(report.done)} image(s) into {out}.")
-    if report.failed:
-        raise typer.Exit(1)
+                              force=force, skip_existing=skip_existing, shard=d,
+                              progress=lambda n: bar.advance(task, n), on_failure=None if d.enabled else print_failure)
+    skipped = f" ({len(report.skipped)} skipped: their outputs exist)" if report.skipped else ""
+    report_batch(report, d, json_out=json_out, quiet=quiet, message=f"Inverted {len(report.done)} image(s) into "
+                 f"{out}{skipped}.", result={"out": str(out), "variant": models.net.variant, "steps": steps,
+                                             "generator_sha256": models.generator_sha256})

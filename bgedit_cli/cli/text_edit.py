@@ -7,16 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from bgedit_cli.cli.common import (BatchOpt, DeviceOpt, ForceOpt, GeneratorOpt, InversionOpt, JsonOpt, ModelOpt,
-                                   PrecisionOpt, QuietOpt, RefineStepsOpt, SegmenterOpt, cli_command, err_console,
-                                   make_progress, print_failure, print_json)
+from bgedit_cli.cli.common import (BatchOpt, DeviceOpt, FilesFromOpt, ForceOpt, GeneratorOpt, InversionOpt, JsonOpt,
+                                   ModelOpt, PrecisionOpt, QuietOpt, RefineStepsOpt, SegmenterOpt, SkipExistingOpt,
+                                   cli_command, input_paths, make_progress, print_failure, report_batch)
 
 
 @cli_command
 def text_edit(
-    sources: Annotated[list[Path], typer.Argument(
-        help="images (inverted first) or .latent.safetensors files from `bgedit invert`", show_default=False)],
-    prompt: Annotated[str, typer.Argument(help="what the scene should become, e.g. \"ocean\" or \"snowy night\"")],
+    sources: Annotated[Optional[list[Path]], typer.Argument(
+        help="images (inverted first) or .latent.safetensors files from `bgedit invert`", show_default=False)] = None,
+    prompt: Annotated[str, typer.Argument(help="what the scene should become, e.g. \"ocean\" or \"snowy night\"",
+                                          show_default=False)] = ...,
     out: Annotated[Optional[Path], typer.Option("--out", help="output PNG (one source, one sample)")] = None,
     out_dir: Annotated[Optional[Path], typer.Option(
         "--out-dir", help="output folder: <stem>.<prompt>.png (<stem>.<prompt>.<k>.png with --samples)")] = None,
@@ -34,6 +35,8 @@ def text_edit(
     clip: Annotated[Optional[Path], typer.Option(
         "--clip", help="CLIP file (the one the text model was trained with)",
         show_default="BUNDLE/clip.safetensors, else $BGEDIT_HOME/weights/clip/ViT-B-32.pt")] = None,
+    files_from: FilesFromOpt = None,
+    skip_existing: SkipExistingOpt = False,
     steps: RefineStepsOpt = 5,
     batch_size: BatchOpt = 8,
     generator: GeneratorOpt = None,
@@ -49,34 +52,38 @@ def text_edit(
     weight deltas.
 
     Example: bgedit text-edit lake.png "snowy night" --out-dir edits/ --samples 4
+
+    Many files: bgedit text-edit --files-from latents.txt "snowy night" --out-dir edits/ (under torchrun
+    --nproc_per_node N -m bgedit_cli: N processes, one per GPU, share them)
     """
+    from bgedit_cli.distributed import join
     from bgedit_cli.errors import InputError
-    from bgedit_cli.pipelines.batch import Source
+    from bgedit_cli.pipelines.batch import Source, share_size
     from bgedit_cli.pipelines.models import load_models, load_text_model
     from bgedit_cli.pipelines.text_edit import edit_files
 
-    if out is not None and (len(sources) > 1 or samples > 1):
+    if out is not None and (len(sources or []) > 1 or files_from is not None or samples > 1):
         raise InputError("--out takes one source and one sample; use --out-dir for several.")
 
-    models = load_models(model, None, device, generator=generator, inversion=inversion, segmenter=segmenter,
+    d, dev = join(device)
+    paths = input_paths(sources, files_from, d)
+    models = load_models(model, None, str(dev), generator=generator, inversion=inversion, segmenter=segmenter,
                          precision=precision)
     text_model = load_text_model(models, text=text, clip=clip)
     match = text_model.gate(prompt, force=force_prompt)
-    with make_progress(quiet or len(sources) <= 1) as bar:
-        task = bar.add_task("editing", total=len(sources))
-        report = edit_files(models, text_model, match, [Source(p) for p in sources], out=out, out_dir=out_dir,
+    total = None if files_from is not None else share_size(len(sources), batch_size, d)
+    with make_progress(quiet or not d.is_main or total == 1) as bar:
+        task = bar.add_task("editing", total=total)
+        report = edit_files(models, text_model, match, (Source(p) for p in paths), out=out, out_dir=out_dir,
                             alpha=alpha, strength=strength, seed=seed, samples=samples, steps=steps,
-                            batch_size=batch_size, force=force, progress=lambda n: bar.advance(task, n),
-                            on_failure=print_failure)
+                            batch_size=batch_size, force=force, skip_existing=skip_existing, shard=d,
+                            progress=lambda n: bar.advance(task, n), on_failure=None if d.enabled else print_failure)
 
     editor = text_model.editor
-    if json_out:
-        print_json({"prompt": prompt, "nearest_trained": match.ranking[:3], "samples": samples, "seed": seed,
-                    "alpha": editor.cfg.alpha if alpha is None else alpha, "strength": strength,
-                    "text_encoder": editor.text_encoder is not None, "outputs": report.done,
-                    "failed": [f.to_dict() for f in report.failed]})
-    elif not quiet and not report.failed:
-        err_console.print(f'Edited {len(report.done)} source(s) toward "{prompt}" (nearest trained prompt: '
-                          f'"{match.ranking[0][0]}", cosine {match.nearest:.2f}).')
-    if report.failed:
-        raise typer.Exit(1)
+    skipped = f"; {len(report.skipped)} skipped: their edits exist" if report.skipped else ""
+    report_batch(report, d, json_out=json_out, quiet=quiet,
+                 message=f'Edited {len(report.done)} source(s) toward "{prompt}" (nearest trained prompt: '
+                         f'"{match.ranking[0][0]}", cosine {match.nearest:.2f}{skipped}).',
+                 result={"prompt": prompt, "nearest_trained": match.ranking[:3], "samples": samples, "seed": seed,
+                         "alpha": editor.cfg.alpha if alpha is None else alpha, "strength": strength,
+                         "text_encoder": editor.text_encoder is not None})

@@ -31,13 +31,15 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from bgedit_cli.distributed import Dist
 from bgedit_cli.errors import InputError
 from bgedit_cli.io import load_image, load_seg, one_hot_seg, save_png, save_seg, to_uint8
 from bgedit_cli.latent import Deltas, Inversion, is_latent_path, latent_path, load_latent, save_latent, sum_deltas
 from bgedit_cli.nn.inversion import InversionNet
 from bgedit_cli.nn.ops import assert_shape
 from bgedit_cli.nn.stylegan2 import Generator, NoiseMode
-from bgedit_cli.pipelines.batch import BatchReport, Failure, OutputNames, Source, check_out_dir, run_batches
+from bgedit_cli.pipelines.batch import (BatchReport, Failure, Source, check_out_dir, gather_report,
+                                        run_batches)
 from bgedit_cli.pipelines.models import Models
 from bgedit_cli.runtime import autocast, autocast_for
 
@@ -222,20 +224,22 @@ def latent_meta(models: Models, source: Path, steps: int) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class _InvertJob:
-    """pipelines/batch.py's steps for inverting files: read and check, invert a batch, write one item."""
+    """pipelines/batch.py's steps for inverting files: name the outputs, read, invert a batch, write one item."""
 
     models: Models
     out: Path
     steps: int
     write_seg: bool
-    names: OutputNames
+    overwrite: bool
 
-    def prepare(self, source: Source) -> tuple[Path, torch.Tensor, torch.Tensor | None, dict[str, Path]]:
+    def outputs(self, source: Source) -> tuple[str, dict[str, Path]]:
         stem = source.path.stem
         outs = {"image": self.out / f"{stem}.png", "latent": latent_path(self.out, stem)}
         if self.write_seg:
             outs["seg"] = self.out / f"{stem}.seg.png"
-        self.names.claim(source.path, stem, outs.values())
+        return stem, outs
+
+    def prepare(self, source: Source, outs: dict[str, Path]) -> tuple[Path, torch.Tensor, torch.Tensor | None, dict]:
         img, ids = load_item(self.models, source.path, source.seg)
         return source.path, img, ids, outs
 
@@ -244,27 +248,30 @@ class _InvertJob:
                                  [b[0] for b in batch], self.steps)
         return inv, ids, to_uint8(inv.images)
 
-    def write(self, item: tuple, result: tuple, i: int) -> dict[str, str]:
+    def write(self, item: tuple, result: tuple, i: int) -> None:
         path, _, _, outs = item
         inv, ids, pixels = result
-        force = self.names.force
-        save_latent(outs["latent"], inv.select(i), latent_meta(self.models, path, self.steps), force=force,
+        save_latent(outs["latent"], inv.select(i), latent_meta(self.models, path, self.steps), force=self.overwrite,
                     provenance={"command": "bgedit invert"})
-        save_png(outs["image"], pixels[i], force=force)
+        save_png(outs["image"], pixels[i], force=self.overwrite)
         if "seg" in outs:
-            save_seg(outs["seg"], ids[i].to(torch.uint8), force=force)
-        return {k: str(v) for k, v in outs.items()}
+            save_seg(outs["seg"], ids[i].to(torch.uint8), force=self.overwrite)
 
 
 def invert_files(models: Models, sources: Iterable[Source], out: Path, *, steps: int = 5, batch_size: int = 4,
-                 save_seg: bool = False, force: bool = False, progress: Callable[[int], None] | None = None,
+                 save_seg: bool = False, force: bool = False, skip_existing: bool = False, shard: Dist | None = None,
+                 progress: Callable[[int], None] | None = None,
                  on_failure: Callable[[Failure], None] | None = None) -> BatchReport:
     """Invert image files (each with its seg map, or predicted) in batches into OUT: `<stem>.png` (the
     reconstruction), `<stem>.latent.safetensors` and, with `save_seg` on the proposed variant, `<stem>.seg.png`
-    (the map used). A bad input is reported in the returned report and the others are still done."""
+    (the map used). A bad input is reported in the returned report and the others are still done. `skip_existing`:
+    inputs whose outputs all exist are skipped. Under torchrun (`shard`), this rank inverts its share of the
+    inputs and the report returned is every rank's (pipelines/batch.py)."""
     check_out_dir(out, "--out")
     if models.net.uses_seg and isinstance(sources, Sequence) and any(s.seg is None for s in sources):
         models.segmenter()  # maps to predict: a missing segmenter is one error, before any work
-    job = _InvertJob(models, Path(out), steps, save_seg and models.net.uses_seg, OutputNames(force))
+    job = _InvertJob(models, Path(out), steps, save_seg and models.net.uses_seg, force or skip_existing)
     with autocast(models.device, models.precision):  # one context: bf16 weight copies are made once, not per batch
-        return run_batches(job, sources, batch_size=batch_size, progress=progress, on_failure=on_failure)
+        report = run_batches(job, sources, batch_size=batch_size, force=force, skip_existing=skip_existing,
+                             shard=shard, progress=progress, on_failure=on_failure)
+    return gather_report(report, shard)

@@ -21,12 +21,14 @@ from typing import Callable, Iterable
 
 import torch
 
+from bgedit_cli.distributed import Dist
 from bgedit_cli.errors import InputError
 from bgedit_cli.io import save_png, to_uint8
 from bgedit_cli.latent import SUFFIX as LATENT_SUFFIX
 from bgedit_cli.nn.stylegan2 import Generator, NoiseMode
 from bgedit_cli.nn.text_encoder import TextEditor
-from bgedit_cli.pipelines.batch import BatchReport, Failure, OutputNames, Source, check_out_dir, run_batches
+from bgedit_cli.pipelines.batch import (BatchReport, Failure, Source, check_out_dir, gather_report,
+                                        run_batches)
 from bgedit_cli.pipelines.invert import Inversion, inversion_for, render
 from bgedit_cli.pipelines.models import Models, PromptMatch, TextModel
 from bgedit_cli.pipelines.models import nearest_trained_prompts  # noqa: F401 (its home before models.py)
@@ -86,23 +88,25 @@ def prompt_slug(prompt: str) -> str:
 
 @dataclasses.dataclass
 class _EditJob:
-    """pipelines/batch.py's steps for text edits: invert (or read) a source, edit a batch, write one item."""
+    """pipelines/batch.py's steps for text edits: name the outputs, invert (or read) a source, edit a batch, write
+    one item."""
 
     models: Models
     text: TextModel
     match: PromptMatch
-    outputs: Callable[[str], list[Path]]  # stem -> the K output paths
+    outputs_of: Callable[[str], list[Path]]  # stem -> the K output paths
     steps: int
     settings: dict
-    names: OutputNames
+    overwrite: bool
 
-    def prepare(self, source: Source) -> tuple[Inversion, list[Path]]:
+    def outputs(self, source: Source) -> tuple[str, dict[str, list[Path]]]:
         name = source.path.name
         stem = name.removesuffix(LATENT_SUFFIX) if name.endswith(LATENT_SUFFIX) else source.path.stem
-        outs = self.outputs(stem)
-        self.names.claim(source.path, stem, outs)
+        return stem, {"outputs": self.outputs_of(stem)}
+
+    def prepare(self, source: Source, outs: dict[str, list[Path]]) -> tuple[Inversion, list[Path]]:
         inv = inversion_for(self.models, source.path, None, self.steps)
-        return dataclasses.replace(inv, images=None, steps_images=None, meta=None), outs
+        return dataclasses.replace(inv, images=None, steps_images=None, meta=None), outs["outputs"]
 
     def process(self, batch: list[tuple[Inversion, list[Path]]]) -> torch.Tensor:
         inv = Inversion.cat([b[0] for b in batch])
@@ -111,21 +115,23 @@ class _EditJob:
                                **self.settings).float()
         return to_uint8(images)
 
-    def write(self, item: tuple[Inversion, list[Path]], pixels: torch.Tensor, i: int) -> dict[str, list[str]]:
+    def write(self, item: tuple[Inversion, list[Path]], pixels: torch.Tensor, i: int) -> None:
         outs = item[1]
         for k, path in enumerate(outs):
-            save_png(path, pixels[i * len(outs) + k], force=self.names.force)
-        return {"outputs": [str(p) for p in outs]}
+            save_png(path, pixels[i * len(outs) + k], force=self.overwrite)
 
 
 def edit_files(models: Models, text: TextModel, match: PromptMatch, sources: Iterable[Source], *,
                out: Path | None = None, out_dir: Path | None = None, alpha: float | None = None,
                strength: float = 1.0, seed: int = 0, samples: int = 1, steps: int = 5, batch_size: int = 8,
-               force: bool = False, progress: Callable[[int], None] | None = None,
+               force: bool = False, skip_existing: bool = False, shard: Dist | None = None,
+               progress: Callable[[int], None] | None = None,
                on_failure: Callable[[Failure], None] | None = None) -> BatchReport:
     """Edit image files (inverted with `steps`) or latent files toward `match`'s prompt, `samples` edits each
     (K samples of a source in one generator call), written to `out` (one source, one sample) or to
-    `out_dir/<stem>.<prompt>.png` (`<stem>.<prompt>.<k>.png` for several samples)."""
+    `out_dir/<stem>.<prompt>.png` (`<stem>.<prompt>.<k>.png` for several samples). `skip_existing`: sources whose
+    edits all exist are skipped. Under torchrun (`shard`), this rank edits its share of the sources and the report
+    returned is every rank's (pipelines/batch.py)."""
     if (out is None) == (out_dir is None):
         raise InputError("give --out FILE (one source, one sample) or --out-dir DIR.")
     if out_dir is not None:
@@ -139,5 +145,7 @@ def edit_files(models: Models, text: TextModel, match: PromptMatch, sources: Ite
                 for k in range(samples)]
 
     settings = {"alpha": alpha, "strength": strength, "seed": seed, "samples": samples}
-    job = _EditJob(models, text, match, outputs, steps, settings, OutputNames(force))
-    return run_batches(job, sources, batch_size=batch_size, progress=progress, on_failure=on_failure)
+    job = _EditJob(models, text, match, outputs, steps, settings, force or skip_existing)
+    report = run_batches(job, sources, batch_size=batch_size, force=force, skip_existing=skip_existing, shard=shard,
+                         progress=progress, on_failure=on_failure)
+    return gather_report(report, shard)

@@ -1,7 +1,8 @@
 """Pieces the stage runner (training/runner.py) and the stages share: processes, logs, progress, data order.
 
-- `init_distributed` / `train_device`: rank and world size from torchrun's environment, the device per rank;
-  `all_reduce_mean`, `any_ranks`, `all_gather_objects`, `sum_over_ranks`: the collectives the stages use.
+- `init_distributed` / `train_device` (from bgedit_cli/distributed.py, which the sharded commands share): rank and
+  world size from torchrun's environment, the device per rank; `all_reduce_mean`, `any_ranks`,
+  `all_gather_objects`, `sum_over_ranks`: the collectives the stages use.
 - `RunLog.write(step=..., **scalars)`: one JSON object per line in `RUN/log.jsonl`, flushed at once.
 - `TrainProgress`: a rich progress bar on stderr with step, images/s, losses and ETA (rank 0, not --quiet).
 - `resumable_batches`: the data order as a function of (seed, epoch), resumable mid-epoch.
@@ -10,10 +11,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import os
 import signal
 import threading
 import time
@@ -26,50 +25,14 @@ import torch.distributed as dist
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader
 
-from bgedit_cli.errors import InputError
 from bgedit_cli.console import err_console
-from bgedit_cli.runtime import resolve_device
+from bgedit_cli.distributed import Dist, all_gather_objects, init_distributed  # noqa: F401 (the stages' imports)
+from bgedit_cli.distributed import rank_device as train_device
+from bgedit_cli.errors import InputError
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Distributed.
-
-
-@dataclasses.dataclass
-class Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-
-def init_distributed(device: torch.device) -> Dist:
-    """Join the torchrun process group when launched by torchrun (nccl on CUDA, gloo on CPU)."""
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return Dist()
-    world = int(os.environ["WORLD_SIZE"])
-    rank = int(os.environ["RANK"])
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(local)
-        dist.init_process_group(backend=backend)
-    return Dist(rank=rank, world_size=world, local_rank=local)
-
-
-def train_device(name: str, d: Dist | None = None) -> torch.device:
-    dev = resolve_device(name)
-    if dev.type == "cuda" and d is not None and d.enabled:
-        return torch.device("cuda", d.local_rank)
-    return dev
 
 
 def all_reduce_mean(x: torch.Tensor, d: Dist) -> torch.Tensor:
@@ -128,15 +91,6 @@ def sum_over_ranks(d: Dist):
         return x
 
     return reduce
-
-
-def all_gather_objects(obj: Any, d: Dist) -> list[Any]:
-    """Every rank's `obj` (picklable), in rank order; `[obj]` without DDP. Collective: every rank must call it."""
-    if not d.enabled:
-        return [obj]
-    out: list[Any] = [None] * d.world_size
-    dist.all_gather_object(out, obj)
-    return out
 
 
 def split_batch(batch_size: int, d: Dist) -> int:
