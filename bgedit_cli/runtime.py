@@ -202,6 +202,18 @@ def workload_decisions() -> dict[str, dict[str, Any]]:
     return workloads if isinstance(workloads, dict) else {}
 
 
+def auto_precision_by_command() -> dict[str, Any]:
+    """What `--precision auto` runs on this CPU, per command family (for `bgedit doctor`): the training stages
+    (the convolution check), then every command workload measured so far, by its key, with its timings; a
+    command not listed measures its workload the first time it runs with auto."""
+    status = cpu_bf16_status()
+    forced = os.environ.get(CPU_BF16_ENV) in ("0", "1")
+    out: dict[str, Any] = {"train (every stage)": "bf16" if status["fast"] else "fp32"}
+    for key, decision in sorted(workload_decisions().items()):
+        out[key] = {**decision, "precision": out["train (every stage)"]} if forced or not status["fast"] else decision
+    return out
+
+
 def resolve_precision(name: str, device: torch.device, allowed: Sequence[str] = PRECISIONS,
                       workload: Workload | None = None) -> str:
     """`--precision` value -> fp32, bf16 or fp16. auto: bf16 on CUDA; on CPU fp32 unless bf16 is measured fast

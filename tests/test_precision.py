@@ -101,6 +101,21 @@ def test_auto_decides_per_workload_by_its_measured_time_and_caches_it(measured, 
     assert runtime.resolve_precision("fp32", CPU, workload=fast) == "fp32"
 
 
+def test_doctor_shows_the_decision_per_command(cli, measured):
+    measured(supported=True, fp32_s=1.0, bf16_s=0.4)
+    net = torch.nn.Linear(4, 4)
+    slow, _ = busy_workload("invert, mix, text-edit | tiny | batch 1", fp32_matmuls=2, bf16_matmuls=40, module=net)
+    assert runtime.resolve_precision("auto", CPU, workload=slow) == "fp32"
+    result = cli(["doctor", "--json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    by_command = json.loads(result.stdout)["system"]["auto_precision_by_command"]
+    assert by_command["train (every stage)"] == "bf16"
+    assert by_command[slow.key]["precision"] == "fp32" and by_command[slow.key]["bf16_s"] > 0
+    table = cli(["doctor"])
+    flat = "".join(c for c in table.stdout if not c.isspace() and c != "│")  # the table wraps long cells
+    assert table.exit_code == 0 and "train(everystage):bf16" in flat and "tiny|batch1:fp32(measured" in flat
+
+
 def test_auto_skips_the_probe_where_bf16_is_slow_or_overridden(measured, monkeypatch):
     net = torch.nn.Linear(4, 4)
     workload, calls = busy_workload("w", fp32_matmuls=40, bf16_matmuls=1, module=net)
@@ -141,7 +156,8 @@ def test_the_inversion_and_generator_workloads_run_in_both_precisions():
     for variant in ("proposed", "baseline"):
         net = build_inversion(variant, "tiny", g).eval()
         workload = inversion_workload(g, net)
-        assert workload.key.startswith(f"invert | tiny {variant} 16px ") and workload.key.endswith("batch 1")
+        assert workload.key.startswith(f"invert, mix, text-edit | tiny {variant} 16px ")
+        assert workload.key.endswith("batch 1")
         for precision in ("fp32", "bf16"):
             with torch.no_grad(), runtime.autocast(CPU, precision):
                 workload.run()

@@ -43,14 +43,18 @@ def doctor(
 def _auto_precision(s: dict[str, Any]) -> str:
     b = s["cpu_bf16"]
     speed = f", bf16 convolutions {b['speedup']}x fp32" if b.get("speedup") else ""
-    return f"{s['auto_precision_cpu']} on CPU ({b['source']}{speed})"
+    lines = [f"{s['auto_precision_cpu']} on CPU ({b['source']}{speed}); per command:"]
+    for command, d in s["auto_precision_by_command"].items():  # runtime.auto_precision_by_command
+        lines.append(f"  {command}: " + (d if isinstance(d, str) else
+                                         f"{d['precision']} (measured fp32 {d['fp32_s']} s, bf16 {d['bf16_s']} s)"))
+    return "\n".join(lines + ["  other commands: measured the first time they run with auto"])
 
 
 def system_report() -> dict[str, Any]:
     """Python, torch, CUDA devices, the CPU model, its flags, threads and what `--precision auto` picks."""
     import torch
 
-    from bgedit_cli.runtime import cpu_bf16_status, cpu_flags, cpu_model, resolve_precision
+    from bgedit_cli.runtime import auto_precision_by_command, cpu_bf16_status, cpu_flags, cpu_model, resolve_precision
 
     cuda = torch.cuda.is_available()
     try:
@@ -65,6 +69,7 @@ def system_report() -> dict[str, Any]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkldnn_bf16": mkldnn_bf16,
         "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "auto_precision_cpu": resolve_precision("auto", torch.device("cpu")), "cpu_bf16": cpu_bf16_status(),
+        "auto_precision_by_command": auto_precision_by_command(),
     }
 
 

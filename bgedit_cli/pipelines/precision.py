@@ -44,7 +44,7 @@ def _inputs(generator: Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 def inversion_workload(generator: Generator, net: InversionNet) -> Workload:
     """One refinement step of `invert` at batch 1 (module doc). Its inputs are made on the first run."""
     cfg = {k: v for k, v in net.cfg.to_dict().items() if k != "generator_sha256"}
-    key = (f"invert | {net.cfg.preset or 'custom'} {net.variant} {generator.cfg.img_resolution}px "
+    key = (f"invert, mix, text-edit | {net.cfg.preset or 'custom'} {net.variant} {generator.cfg.img_resolution}px "
            f"{_digest(generator.cfg.to_dict(), cfg)} | batch 1")
 
     @functools.cache
@@ -66,7 +66,8 @@ def generator_workload(generator: Generator) -> Workload:
 
     @functools.cache
     def z() -> torch.Tensor:
-        return torch.randn(1, generator.cfg.z_dim, generator=torch.Generator().manual_seed(0)).to(generator.w_avg.device)
+        gen = torch.Generator().manual_seed(0)
+        return torch.randn(1, generator.cfg.z_dim, generator=gen).to(generator.w_avg.device)
 
     def run() -> None:
         generator(z())
