@@ -2,6 +2,8 @@
 
     d, device = join("auto")                # Dist(rank, world_size, local_rank); Dist() without torchrun
     everyone = all_gather_objects(obj, d)   # [rank 0's obj, rank 1's obj, ...]
+    mine = contiguous_share(n, 8, d)        # this rank's run of whole batches of n items (a range)
+    values = gather_items(values, d)        # per-item values of every rank's share, concatenated in rank order
 
 One process per device: under torchrun a CUDA device is cuda:LOCAL_RANK, and the processes talk over NCCL;
 on CPU over gloo (which is how the tests run several processes).
@@ -70,3 +72,37 @@ def all_gather_objects(obj: Any, d: Dist) -> list[Any]:
     out: list[Any] = [None] * d.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def contiguous_share(num_items: int, batch_size: int, d: Dist) -> range:
+    """This rank's items of `num_items`: a contiguous run of whole batches of `batch_size` (the batches split as
+    evenly as the count allows, rank 0 first). The batches are those of one process, and the ranks' shares in rank
+    order are the items in order, so `gather_items` of per-item values gives one process's values."""
+    num_batches = -(-num_items // batch_size)
+    first, last = num_batches * d.rank // d.world_size, num_batches * (d.rank + 1) // d.world_size
+    return range(min(first * batch_size, num_items), min(last * batch_size, num_items))
+
+
+def gather_items(values: Any, d: Dist) -> Any:
+    """Every rank's per-item `values` (tensors whose first axis is the item, in dicts, lists, tuples and
+    dataclasses) concatenated in rank order; other leaves (settings, reasons) are rank 0's. A rank without items
+    may leave keys out. Collective under torchrun; `values` as they are without it."""
+    if not d.enabled:
+        return values
+    return _concat([v for v in all_gather_objects(values, d) if v is not None])
+
+
+def _concat(parts: list[Any]) -> Any:
+    parts = [p for p in parts if not (isinstance(p, (list, tuple, dict)) and not p)] or parts[:1]  # no items
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts)
+    if isinstance(first, dict):
+        keys = list(dict.fromkeys(k for p in parts for k in p))
+        return {k: _concat([p[k] for p in parts if k in p]) for k in keys}
+    if isinstance(first, (list, tuple)) and first and len({len(p) for p in parts}) == 1:
+        return type(first)(_concat(list(items)) for items in zip(*parts))
+    if dataclasses.is_dataclass(first) and not isinstance(first, type):
+        return dataclasses.replace(first, **{f.name: _concat([getattr(p, f.name) for p in parts])
+                                             for f in dataclasses.fields(first) if f.init})
+    return first

@@ -57,9 +57,13 @@ def evaluate(
     Example: bgedit evaluate --data /tmp/synth64 --model models/demo --report eval/
 
     Example: bgedit evaluate --real photos/ --fake edits/ --paired --metrics l2,psnr,ms_ssim,fid
+
+    On N GPUs: torchrun --nproc_per_node N -m bgedit_cli evaluate ... (each process scores its share of the
+    images; the numbers are those of one process)
     """
     import time
 
+    from bgedit_cli.distributed import join
     from bgedit_cli.errors import InputError
     from bgedit_cli.nn.inversion import VARIANTS
     from bgedit_cli.pipelines.evaluation import METRICS, EvalOptions, evaluate_bundle, evaluate_folders, parse_names
@@ -67,7 +71,8 @@ def evaluate(
 
     if (data is None) == (real is None and fake is None) or (data is None and (real is None or fake is None)):
         raise InputError("give --data DIR (evaluate a bundle) or both --real DIR and --fake DIR (two folders).")
-    opts = EvalOptions(metrics=parse_names(metrics, METRICS, "--metrics"), batch_size=batch_size, device=device,
+    d, dev = join(device)
+    opts = EvalOptions(metrics=parse_names(metrics, METRICS, "--metrics"), batch_size=batch_size, device=str(dev),
                        precision=precision,
                        seed=seed, inception=inception, alexnet=alexnet, clip=clip, model=model,
                        figures=report is not None, data=data, split=split, inversion=inversion, text=text, steps=steps,
@@ -77,7 +82,7 @@ def evaluate(
     if report is not None:
         check_report_dir(report, force)
 
-    with make_progress(quiet or not err_console.is_terminal) as bar:  # no bar in a log file
+    with make_progress(quiet or not err_console.is_terminal or not d.is_main) as bar:  # no bar in a log file
         tasks: dict[str, int] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
@@ -85,7 +90,9 @@ def evaluate(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        ev = (evaluate_bundle if data is not None else evaluate_folders)(opts, progress)
+        ev = (evaluate_bundle if data is not None else evaluate_folders)(opts, progress, d)
+    if not d.is_main:  # under torchrun every rank holds the whole evaluation; rank 0 shows it
+        return
     if report is not None:
         t = time.perf_counter()
         ev.report = str(write_report(report, ev))

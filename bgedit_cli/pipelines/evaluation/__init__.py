@@ -14,6 +14,7 @@ segmenter), text (edits against ground truth), figures (with --report). context.
 
 from __future__ import annotations
 
+from bgedit_cli.distributed import Dist
 from bgedit_cli.pipelines.evaluation.context import EvalOptions, open_bundle, open_folders
 from bgedit_cli.pipelines.evaluation.registry import SECTIONS, evaluate, register
 from bgedit_cli.pipelines.evaluation.result import Evaluation
@@ -24,11 +25,12 @@ __all__ = ["EvalOptions", "Evaluation", "Figure", "METRICS", "SECTIONS", "Sectio
            "Table", "evaluate", "evaluate_bundle", "evaluate_folders", "parse_names", "register"]
 
 
-def evaluate_bundle(opts: EvalOptions, progress: Progress | None = None) -> Evaluation:
-    """Bundle mode: `opts.data` and the bundle `opts.model`."""
-    return evaluate(open_bundle(opts, progress))
+def evaluate_bundle(opts: EvalOptions, progress: Progress | None = None, shard: Dist | None = None) -> Evaluation:
+    """Bundle mode: `opts.data` and the bundle `opts.model`; under torchrun (`shard`) each rank scores its share
+    of the images and every rank returns the whole evaluation (context.py)."""
+    return evaluate(open_bundle(opts, progress, shard))
 
 
-def evaluate_folders(opts: EvalOptions, progress: Progress | None = None) -> Evaluation:
-    """Folder mode: `opts.real` against `opts.fake`."""
-    return evaluate(open_folders(opts, progress))
+def evaluate_folders(opts: EvalOptions, progress: Progress | None = None, shard: Dist | None = None) -> Evaluation:
+    """Folder mode: `opts.real` against `opts.fake` (`shard`: as `evaluate_bundle`)."""
+    return evaluate(open_folders(opts, progress, shard))

@@ -9,6 +9,12 @@ of both folders (`ctx.real_files`, `ctx.fake_files`, matched `ctx.pairs`). The i
 metrics compare are `ctx.real` and `ctx.fake[row]` (uint8 [N, 3, R, R]); in bundle mode the reconstruction
 section fills them. A section computes its per-image values (scores, features, segmenter maps), passes them
 through `ctx.gather` once, and only then takes means, Fréchet distances or confusion matrices.
+
+Under torchrun (`shard`), a section that shards (`Section.shards`: reconstruction, pairwise, the distribution
+features) does the items of `ctx.share(n)` only, a contiguous run of whole batches, and `ctx.gather` concatenates
+every rank's values in rank order: the batches, the values and their order are those of one process, so are the
+numbers. `ctx.real` and `ctx.fake` hold every image on every rank (as one process holds them); the sections that
+do not shard (the scene benchmarks: mixing, layout, text; figures) run whole on every rank.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from bgedit_cli.bundle import BUNDLE_FILES, resolve_bundle
 from bgedit_cli.checkpoint import read_header
 from bgedit_cli.data.ade20k import ADE20KDataset
 from bgedit_cli.data.synth import STYLE_NAMES
+from bgedit_cli.distributed import Dist, contiguous_share, gather_items
 from bgedit_cli.errors import CheckpointError, InputError
 from bgedit_cli.io import IMAGE_SUFFIXES, load_image, open_image
 from bgedit_cli.metrics.distribution import KID_SCALE
@@ -104,14 +111,22 @@ class Context:
     figures: dict[str, Figure] = dataclasses.field(default_factory=dict)
     images: dict[str, tuple[list[str], torch.Tensor]] = dataclasses.field(default_factory=dict)  # PNGs to write
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    shard: Dist = Dist()  # this process under torchrun
+    sharded: bool = False  # the running section shards its items (set by the registry from `Section.shards`)
 
     mode = ""
 
+    def share(self, num: int) -> slice:
+        """The items of `num` this process does (a slice of them): all, or under torchrun in a section that
+        shards, this rank's contiguous run of whole batches (`distributed.contiguous_share`)."""
+        mine = contiguous_share(num, self.opts.batch_size, self.shard) if self.sharded else range(num)
+        return slice(mine.start, mine.stop)
+
     def gather(self, values: T) -> T:
         """Per-image values of this process (tensors whose first axis is the image or pair, in dicts/lists) ->
-        those of every image. One process holds them all, so they come back as they are; a run sharded over
-        ranks all-gathers here, between the per-image work and the statistics."""
-        return values
+        those of every image. One process holds them all, so they come back as they are; in a section that shards
+        under torchrun, every rank's share is all-gathered here, between the per-image work and the statistics."""
+        return gather_items(values, self.shard) if self.sharded else values
 
     def report(self, stage: str, done: int, total: int) -> None:
         if self.progress is not None:
@@ -190,11 +205,12 @@ class FolderContext(Context):
 
 
 def common_settings(opts: EvalOptions, device: torch.device, resolution: int, num: int,
-                    nets: MetricNets) -> dict[str, Any]:
+                    nets: MetricNets, shard: Dist | None = None) -> dict[str, Any]:
     return {"metrics": list(opts.metrics), "num_images": num, "resolution": resolution, "resize": RESIZE,
             "seed": opts.seed, "kid_subset_size": min(1000, num), "kid_subsets": 100, "kid_scale": KID_SCALE,
             "swd": {**SWDSettings(seed=opts.seed).to_dict(), "scale": SWD_SCALE}, "batch_size": opts.batch_size,
             "device": str(device), "threads": torch.get_num_threads(), "machine": platform.machine(),
+            "processes": (shard or Dist()).world_size,
             "weights": nets.weights, "versions": library_versions()}
 
 
@@ -233,8 +249,9 @@ def variant_files(bundle: Path, variants: Sequence[str] | None, inversion: Path 
     return {v: files[v] for v in VARIANTS if v in files}, notes
 
 
-def open_bundle(opts: EvalOptions, progress: Progress | None = None) -> BundleContext:
-    """Bundle mode: data, models, text model and metric networks, all checked before any work."""
+def open_bundle(opts: EvalOptions, progress: Progress | None = None, shard: Dist | None = None) -> BundleContext:
+    """Bundle mode: data, models, text model and metric networks, all checked before any work. `shard`: this
+    process under torchrun (module doc)."""
     if opts.data is None or not Path(opts.data).is_dir():
         raise InputError(f"--data {opts.data}: no such folder; give a dataset in the ADE20K layout (e.g. from "
                          "`bgedit data synth --out DIR`).")
@@ -264,14 +281,14 @@ def open_bundle(opts: EvalOptions, progress: Progress | None = None) -> BundleCo
                                  "steps_trained": m.net.provenance.get("steps"),
                                  "seg": "ground-truth annotations" if m.net.uses_seg else "none (baseline)"}
                              for v, m in models.items()},
-                **common_settings(opts, device, r, num, nets)}
+                **common_settings(opts, device, r, num, nets, shard)}
     if text is not None:
         settings["weights"]["text"] = weight_info(text.path)
         settings["weights"]["text_clip"] = {"file": text.clip.name, "sha256": text.clip.sha256}
     return BundleContext(opts=opts, device=device, resolution=r, rows=list(models), nets=nets, settings=settings,
                          notes=notes, progress=progress, bundle=bundle, models=models, dataset=dataset,
                          indices=list(range(num)), text=text, text_reason=text_reason, text_variant=text_variant,
-                         vocabulary=data_vocabulary(dataset.root))
+                         vocabulary=data_vocabulary(dataset.root), shard=shard or Dist())
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -306,8 +323,9 @@ def _load_all(paths: Sequence[Path], resolution: int, stage: str, progress: Prog
     return out
 
 
-def open_folders(opts: EvalOptions, progress: Progress | None = None) -> FolderContext:
-    """Folder mode: both folders listed, matched (`paired`) and read at one resolution."""
+def open_folders(opts: EvalOptions, progress: Progress | None = None, shard: Dist | None = None) -> FolderContext:
+    """Folder mode: both folders listed, matched (`paired`) and read at one resolution. `shard`: this process
+    under torchrun (module doc)."""
     notes: list[str] = []
     real_files, fake_files = list_images(opts.real, "--real"), list_images(opts.fake, "--fake")
     asked_pairwise = [m for m in opts.metrics if m in PAIRWISE]
@@ -335,10 +353,11 @@ def open_folders(opts: EvalOptions, progress: Progress | None = None) -> FolderC
                 "num_real": len(real_files), "num_fake": len(fake_files), "paired": opts.paired,
                 "num_pairs": len(pairs), "resolution_source": "--resolution" if opts.resolution else
                 f"shorter side of {fake_files[0].name}",
-                **common_settings(opts, device, r, min(len(real_files), len(fake_files)), nets)}
+                **common_settings(opts, device, r, min(len(real_files), len(fake_files)), nets, shard)}
     settings["num_images"] = {"real": len(real_files), "fake": len(fake_files)}
     ctx = FolderContext(opts=opts, device=device, resolution=r, rows=["fake vs real"], nets=nets, settings=settings,
-                        notes=notes, progress=progress, real_files=real_files, fake_files=fake_files, pairs=pairs)
+                        notes=notes, progress=progress, real_files=real_files, fake_files=fake_files, pairs=pairs,
+                        shard=shard or Dist())
     with ctx.timer("read"):
         ctx.real = _load_all(real_files, r, "reading --real", progress)
         ctx.fake["fake vs real"] = _load_all(fake_files, r, "reading --fake", progress)

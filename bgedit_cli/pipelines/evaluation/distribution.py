@@ -59,6 +59,7 @@ class DistributionSection(Section):
     modes = ("bundle", "folders")
     has_json = False
     timed = False  # seconds per metric (and row, in bundle mode)
+    shards = True  # under torchrun each rank computes the Inception and CLIP features of its share of each set
 
     def requires(self, ctx: Context) -> str | None:
         if not set(DISTRIBUTION) & set(ctx.opts.metrics):
@@ -72,9 +73,9 @@ class DistributionSection(Section):
             feats["fid+kid"] = _inception_features(ctx)
         if "fd_clip" in asked:
             feats["fd_clip"] = _clip_features(ctx)
-        if "swd" in asked:
-            feats["swd"] = _swd_descriptors(ctx)
         feats = ctx.gather(feats)
+        if "swd" in asked:  # of the whole sets on every rank: its patches are drawn in order over a set
+            feats["swd"] = _swd_descriptors(ctx)
         rows: MetricRows = {row: {} for row in ctx.fake}
         for row, out in rows.items():
             if "fid+kid" in feats:
@@ -96,14 +97,15 @@ def _key(ctx: Context, metric: str, row: str) -> str:
 
 
 def _each_set(ctx: Context, metric: str, fn) -> Features:
-    """`fn(images)` of the reference set (timed with the first row) and of every fake set."""
+    """`fn(images)` of the reference set (timed with the first row) and of every fake set (this process's share
+    of each, `ctx.share`)."""
     out = Features()
     first = next(iter(ctx.fake))
     with ctx.timer(_key(ctx, metric, first)):
-        out.real = fn(ctx.real, "reference")
+        out.real = fn(ctx.real[ctx.share(len(ctx.real))], "reference")
     for row, images in ctx.fake.items():
         with ctx.timer(_key(ctx, metric, row)):
-            out.fake[row] = fn(images, row)
+            out.fake[row] = fn(images[ctx.share(len(images))], row)
     return out
 
 

@@ -28,6 +28,7 @@ class PairsSection(Section):
     label = "pairwise metrics"
     modes = ("folders",)
     has_json = False
+    shards = True  # under torchrun each rank scores its share of the pairs
 
     def requires(self, ctx: FolderContext) -> str | None:
         if not ctx.pairs:
@@ -37,12 +38,13 @@ class PairsSection(Section):
     @torch.no_grad()
     def run(self, ctx: FolderContext) -> PairsResult:
         scores, bs, row = PerImage(), ctx.opts.batch_size, next(iter(ctx.fake))
-        for s in range(0, len(ctx.pairs), bs):
-            chunk = ctx.pairs[s:s + bs]
+        pairs = ctx.pairs[ctx.share(len(ctx.pairs))]
+        for s in range(0, len(pairs), bs):
+            chunk = pairs[s:s + bs]
             x = to_unit(ctx.fake[row][[f for _, f in chunk]])
             y = to_unit(ctx.real[[r for r, _ in chunk]])
             scores.add(row, score_pairs(x, y, ctx.nets.lpips))
-            ctx.report("pairwise metrics", s + len(chunk), len(ctx.pairs))
+            ctx.report("pairwise metrics", s + len(chunk), len(pairs))
         per_image = ctx.gather(scores.tensors())
         return PairsResult({r: pairwise_results(means(values), ctx.opts.metrics, ctx.resolution, len(ctx.pairs),
                                                 ctx.nets.lpips_reason) for r, values in per_image.items()})

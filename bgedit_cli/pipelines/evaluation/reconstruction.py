@@ -129,31 +129,36 @@ class ReconstructionSection(Section):
     name = "reconstruction"
     label = "reconstruction"
     timed = False  # seconds per variant
+    shards = True  # under torchrun each rank inverts its share of the images
 
     def requires(self, ctx: BundleContext) -> str | None:
         return None if ctx.indices else "no images to evaluate"
 
     @torch.no_grad()
     def run(self, ctx: BundleContext) -> ReconstructionResult:
-        opts, num = ctx.opts, len(ctx.indices)
+        opts, r = ctx.opts, ctx.resolution
+        mine = ctx.indices[ctx.share(len(ctx.indices))]
         per_image = {}
         for v, m in ctx.models.items():
             with ctx.timer(f"inversion+pairwise/{v}"):
                 scores, shown, inputs, finals = PerImage(), _Rows(FIGURE_ROWS), [], []
-                for img, ys in invert_items(m.generator, m.net, ctx.dataset, ctx.indices, steps=opts.steps,
+                for img, ys in invert_items(m.generator, m.net, ctx.dataset, mine, steps=opts.steps,
                                             batch_size=opts.batch_size, device=m.device):
                     for t, y in enumerate(ys):
                         scores.add(f"y{t}", score_pairs(y, img, ctx.nets.lpips))
                     shown.add([img, *ys])
                     inputs.append(to_u8(img.cpu()))
                     finals.append(to_u8(ys[-1].float().cpu()))
-                    ctx.report(f"inverting ({v})", sum(len(x) for x in inputs), num)
+                    ctx.report(f"inverting ({v})", sum(len(x) for x in inputs), len(mine))
                 per_image[v] = scores.tensors()
+                none = torch.empty(0, 3, r, r, dtype=torch.uint8)  # a rank without images
+                images = ctx.gather({"inputs": torch.cat(inputs) if inputs else none,
+                                     "finals": torch.cat(finals) if finals else none, "shown": shown.result()})
                 if ctx.real is None:
-                    ctx.real = torch.cat(inputs)
-                ctx.fake[v] = torch.cat(finals)
+                    ctx.real = images["inputs"]
+                ctx.fake[v] = images["finals"]
                 ctx.images[v] = (ctx.names, ctx.fake[v])
-                ctx.shown[v] = shown.result()
+                ctx.shown[v] = [column[:FIGURE_ROWS] for column in images["shown"]]
         per_image = ctx.gather(per_image)
         variants = {v: _variant(scores, opts.steps, ctx.resolution) for v, scores in per_image.items()}
         return ReconstructionResult(variants, {

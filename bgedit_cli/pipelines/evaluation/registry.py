@@ -45,6 +45,7 @@ def evaluate(ctx: Context) -> Evaluation:
     ordered = sorted((s for s in SECTIONS.values() if ctx.mode in s.modes), key=lambda s: s.runs_last)
     sections = {s.name: s for s in ordered}
     for name, section in sections.items():
+        ctx.sharded = section.shards
         reason = section.requires(ctx)
         if reason is not None:
             ctx.results[name] = Skipped(reason)

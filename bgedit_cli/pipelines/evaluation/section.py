@@ -114,6 +114,7 @@ class Section:
     has_json: bool = True  # False: the result has no key of its own in the JSON (Table 1 cells, figures)
     timed: bool = True  # the loop records the run's seconds under `name` (False: the run records its parts)
     runs_last: bool = False  # after every other section, also those registered later (figures)
+    shards: bool = False  # under torchrun its loop takes `ctx.share(n)` and `ctx.gather` joins the ranks' values
 
     def requires(self, ctx: "Context") -> str | None:
         return None
