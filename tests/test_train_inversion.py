@@ -336,16 +336,29 @@ def test_layout_edit_term_trains_the_seg_path_only(scenes, generator_file, tmp_p
                              ("hyper_img", net.hyper_img), ("hyper_seg", net.hyper_seg), ("segmenter", segmenter)]}
     assert grads == {"image_encoder": False, "seg_encoder": True, "hyper_img": False, "hyper_seg": True,
                      "segmenter": False}
+    net.zero_grad(set_to_none=True)
+    from bgedit_cli.losses import LossLambdas, build_inversion_loss
+    from bgedit_cli.training.layout import map_only_step
+
+    loss_fn = build_inversion_loss(LossLambdas(l2=1.0, lpips=0.0, moco=0.0), resolution=16, device="cpu")
+    own = map_only_step(G, net, loss_fn, img, seg, w, refine_steps=2, weight=0.5)
+    assert own["maponly/loss"] > 0.5 * own["maponly/last"] > 0
+    assert {name: any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())
+            for name, m in [("image_encoder", net.image_encoder), ("seg_encoder", net.seg_encoder),
+                            ("hyper_img", net.hyper_img), ("hyper_seg", net.hyper_seg)]} == \
+        {"image_encoder": False, "seg_encoder": True, "hyper_img": False, "hyper_seg": True}
 
     # Through the command: logged, recorded in the config, refused when negative.
     bundle = new_bundle(tmp_path / "bundle", generator_file)
     save_network(bundle / "segmenter.safetensors", segmenter, kind="segmenter")
     result = train(scenes, bundle, "--steps", "2", "--seg-layers", "2", "--refine-steps", "1", "--eval-every", "0",
-                   "--snapshot-every", "0", "--edit-layout-lambda", "0.5", "--edit-look-lambda", "0.1")
+                   "--snapshot-every", "0", "--edit-layout-lambda", "0.5", "--edit-look-lambda", "0.1",
+                   "--map-only-lambda", "0.25")
     assert result.exit_code == 0, result.output
     log = [r for r in read_log(run_folders(bundle)[0] / "log.jsonl") if "train/loss" in r]
-    assert all(r["train/edit/ce"] > 0 and r["train/loss"] > r["train/edit/loss"] for r in log)
+    assert all(r["train/edit/ce"] > 0 and r["train/maponly/loss"] > 0 for r in log)
+    assert all(r["train/loss"] > r["train/edit/loss"] + r["train/maponly/loss"] for r in log)
     command = load_network(bundle / "inversion.safetensors", "inversion").provenance["command"]
-    assert "--edit-layout-lambda 0.5" in command and "--edit-look-lambda 0.1" in command
+    assert "--edit-layout-lambda 0.5 --edit-look-lambda 0.1 --map-only-lambda 0.25" in command
     result = train(scenes, bundle, "--edit-layout-lambda", "-1", "--force")
     assert result.exit_code == 2 and "--edit-layout-lambda" in result.stderr  # a usage error, before any work

@@ -37,6 +37,7 @@ def train_inversion(
     pretrain_steps: Annotated[Optional[int], config_option(Cfg, "pretrain_steps", min=0)] = None,
     edit_layout_lambda: Annotated[Optional[float], config_option(Cfg, "edit_layout_lambda", min=0.0)] = None,
     edit_look_lambda: Annotated[Optional[float], config_option(Cfg, "edit_look_lambda", min=0.0)] = None,
+    map_only_lambda: Annotated[Optional[float], config_option(Cfg, "map_only_lambda", min=0.0)] = None,
     l2_lambda: Annotated[Optional[float], _lambda("l2")] = None,
     lpips_lambda: Annotated[Optional[float], _lambda("lpips", " (LPIPS-Alex; needs AlexNet weights)")] = None,
     moco_lambda: Annotated[Optional[float], _lambda("moco", " (MoCo-v2 similarity; needs its weights)")] = None,
@@ -76,7 +77,8 @@ def train_inversion(
     overrides = {"steps": steps, "refine_steps": refine_steps, "batch_size": batch_size, "lr": lr, "seed": seed,
                  "schedule": schedule, "encoder_fraction": encoder_fraction,
                  "seg_layers": seg_layers, "pretrain_steps": pretrain_steps,
-                 "edit_layout_lambda": edit_layout_lambda, "edit_look_lambda": edit_look_lambda}
+                 "edit_layout_lambda": edit_layout_lambda, "edit_look_lambda": edit_look_lambda,
+                 "map_only_lambda": map_only_lambda}
     lambdas = {"l2": l2_lambda, "lpips": lpips_lambda, "moco": moco_lambda, "ms_ssim": ms_ssim_lambda,
                "msl1": msl1_lambda}
     opts = InversionTrainOptions(data=data, bundle=resolve_bundle(model), variant=variant, preset=preset,

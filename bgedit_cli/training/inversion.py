@@ -61,7 +61,7 @@ from bgedit_cli.pipelines.invert import initial_codes, refine_step, render
 from bgedit_cli.runtime import autocast
 from bgedit_cli.training.common import average_gradients, mean_scalars, warmup_cosine_lr
 from bgedit_cli.training.configs import InversionTrainConfig
-from bgedit_cli.training.layout import layout_edit_step
+from bgedit_cli.training.layout import layout_edit_step, map_only_step
 from bgedit_cli.training.runner import DataStream, StageBase, StageOptions, StageRun
 from bgedit_cli.training.state import seed_everything
 
@@ -281,8 +281,8 @@ class InversionStage(StageBase):
 
     def _backward(self, img: torch.Tensor, seg: torch.Tensor | None, *, train_enc: bool, train_hyp: bool,
                   autocast) -> dict[str, float]:
-        """The reconstruction step's passes, then (with `edit_layout_lambda`) the layout-edit term's on the codes
-        it found (training/layout.py)."""
+        """The reconstruction step's passes, then the seg-path terms of training/layout.py on the codes it found:
+        the layout edit (`edit_layout_lambda`) and the map-only reconstruction (`map_only_lambda`)."""
         cfg = self.cfg
         scalars, _, (w, delta_img) = train_step(self.G, self.net, self.loss_fn, img, seg,
                                                 refine_steps=cfg.refine_steps, train_encoders=train_enc,
@@ -293,6 +293,11 @@ class InversionStage(StageBase):
                                     layout_lambda=cfg.edit_layout_lambda, look_lambda=cfg.edit_look_lambda,
                                     autocast=autocast)
             scalars = {**scalars, **edit, "loss": scalars["loss"] + edit["edit/loss"]}
+        if cfg.map_only_lambda and self.uses_seg:
+            own = map_only_step(self.G, self.net, self.loss_fn, img, seg, w,
+                                refine_steps=cfg.refine_steps if train_hyp else 0, weight=cfg.map_only_lambda,
+                                autocast=autocast)
+            scalars = {**scalars, **own, "loss": scalars["loss"] + own["maponly/loss"]}
         return scalars
 
     def _update(self, step: int, train_enc: bool, train_hyp: bool,

@@ -20,8 +20,13 @@ loss_t = CE(segmenter(y_t), B)  +  look * |class colours of y_t on B - class col
   this term also asks that every class present in both maps keeps A's mean colour (sky stays A's sky, water A's
   water), a statistic that needs no pairing of pixels.
 
-Gradients reach the Seg Encoder (through the seg latents) and `hyper_seg` (through delta_seg); the image encoder
-and `hyper_img` are untouched by it. Each refinement iteration's graph is freed after its backward, as in the
+The **map-only reconstruction** (`map_only_lambda`) is the stable, pair-free counterpart: every image is redrawn
+from its own map and its own w with no image deltas (y_t as above with A = B and delta_img = 0) and scored with
+the reconstruction loss, so the seg path must learn to draw the layout that the image hypernetwork draws
+otherwise.
+
+Gradients of both terms reach the Seg Encoder (through the seg latents) and `hyper_seg` (through delta_seg); the
+image encoder and `hyper_img` are untouched by them. Each refinement iteration's graph is freed after its backward, as in the
 reconstruction step.
 """
 
@@ -66,6 +71,22 @@ def look_loss(y: torch.Tensor, seg_b: torch.Tensor, colours_a: torch.Tensor, pix
     return (colours_y - colours_a).square().sum(dim=2)[shared].mean()
 
 
+def seg_path_passes(G, net, seg: torch.Tensor, w: torch.Tensor, delta_img: Deltas | None, *, refine_steps: int,
+                    loss: Callable[[torch.Tensor], torch.Tensor], autocast: Callable) -> None:
+    """Draw `seg` with `w` (and fixed `delta_img`) the way `edit_layout` does, backward of `loss(y_t)` at every
+    iteration: y_0 trains the Seg Encoder, the refinement trains `hyper_seg` (each graph freed after its backward)."""
+    with autocast():
+        ws = compose_ws(G, w.detach(), net.seg_encoder(seg, G))
+        y = render(G, ws, delta_img)
+    loss(y).backward()
+    ws, y = ws.detach(), y.detach()
+    delta_seg = None
+    for _ in range(refine_steps):
+        with autocast():
+            _, delta_seg, y = refine_step(G, net, None, seg, ws, delta_img, delta_seg, y)
+        loss(y).backward()
+
+
 def layout_edit_step(G, net, segmenter, img: torch.Tensor, seg: torch.Tensor, w: torch.Tensor,
                      delta_img: Deltas | None, *, refine_steps: int, layout_lambda: float, look_lambda: float,
                      autocast: Callable | None = None) -> dict[str, float]:
@@ -74,7 +95,6 @@ def layout_edit_step(G, net, segmenter, img: torch.Tensor, seg: torch.Tensor, w:
     `img`, `seg`: the batch (A's images and maps); `w` [N, w_dim] and `delta_img`: A's codes from the
     reconstruction step (detached here). Returns the scalars to log: `edit/ce`, `edit/look` of the last iteration
     and `edit/loss` summed over iterations."""
-    autocast = autocast or nullcontext
     seg_b = other_maps(seg)
     labels = map_labels(seg_b)
     colours_a, pixels_a = class_colours(img, seg)
@@ -82,22 +102,32 @@ def layout_edit_step(G, net, segmenter, img: torch.Tensor, seg: torch.Tensor, w:
     scalars: dict[str, float] = {"edit/loss": 0.0}
 
     def account(y: torch.Tensor) -> torch.Tensor:
-        logits = segmenter(y.float().clamp(-1, 1))
-        ce = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_ID)
-        look = look_loss(y.float(), seg_b, colours_a, pixels_a)
+        y = y.float().clamp(-1, 1)  # what is saved and read; keeps both terms bounded
+        ce = F.cross_entropy(segmenter(y).float(), labels, ignore_index=IGNORE_ID)
+        look = look_loss(y, seg_b, colours_a, pixels_a)
         loss = layout_lambda * ce + look_lambda * look
         scalars["edit/ce"], scalars["edit/look"] = float(ce.detach()), float(look.detach())
         scalars["edit/loss"] += float(loss.detach())
         return loss
 
-    with autocast():
-        ws = compose_ws(G, w.detach(), net.seg_encoder(seg_b, G))
-        y = render(G, ws, sum_deltas(delta_img, None))
-    account(y).backward()
-    ws, y = ws.detach(), y.detach()
-    delta_seg = None
-    for _ in range(refine_steps):
-        with autocast():
-            _, delta_seg, y = refine_step(G, net, None, seg_b, ws, delta_img, delta_seg, y)
-        account(y).backward()
+    seg_path_passes(G, net, seg_b, w, delta_img, refine_steps=refine_steps, loss=account,
+                    autocast=autocast or nullcontext)
+    return scalars
+
+
+def map_only_step(G, net, loss_fn, img: torch.Tensor, seg: torch.Tensor, w: torch.Tensor, *, refine_steps: int,
+                  weight: float, autocast: Callable | None = None) -> dict[str, float]:
+    """The map-only reconstruction term: redraw each image from its own map and its own w, with no image
+    deltas, so that the seg path must draw the layout the image hypernetwork draws otherwise. Stable (a plain
+    reconstruction loss, no second network to fool) and needs no pairs. Returns `maponly/loss` (summed over
+    iterations) and `maponly/last` (the last iteration's loss, unweighted)."""
+    scalars: dict[str, float] = {"maponly/loss": 0.0}
+
+    def account(y: torch.Tensor) -> torch.Tensor:
+        loss, _ = loss_fn(y.float(), img)
+        scalars["maponly/last"] = float(loss.detach())
+        scalars["maponly/loss"] += weight * float(loss.detach())
+        return weight * loss
+
+    seg_path_passes(G, net, seg, w, None, refine_steps=refine_steps, loss=account, autocast=autocast or nullcontext)
     return scalars

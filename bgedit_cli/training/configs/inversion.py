@@ -50,6 +50,8 @@ class InversionTrainConfig(WarmupCosine, StageConfig):
     edit_layout_lambda: float = stage_field(0.0, "proposed: weight of the layout-edit term (A redrawn on another scene's "
                                             "map, read back by the bundle's segmenter; training/layout.py)", omit=0)
     edit_look_lambda: float = stage_field(0.0, "proposed: weight of its look term (A's class colours kept)", omit=0)
+    map_only_lambda: float = stage_field(0.0, "proposed: weight of the map-only reconstruction (each image redrawn "
+                                              "from its map and w, without image deltas; training/layout.py)", omit=0)
     lambdas: dict[str, float] = dataclasses.field(default_factory=dict, metadata={"flag": "--{}-lambda"})
 
     def __post_init__(self) -> None:
@@ -67,8 +69,8 @@ class InversionTrainConfig(WarmupCosine, StageConfig):
             raise InputError("--steps, --batch-size and --lr must be positive, --refine-steps >= 0.")
         if not 0 <= self.pretrain_steps <= self.steps:
             raise InputError(f"--pretrain-steps {self.pretrain_steps}: expected 0..--steps ({self.steps}).")
-        if min(self.edit_layout_lambda, self.edit_look_lambda) < 0:
-            raise InputError("--edit-layout-lambda and --edit-look-lambda must not be negative.")
+        if min(self.edit_layout_lambda, self.edit_look_lambda, self.map_only_lambda) < 0:
+            raise InputError("--edit-layout-lambda, --edit-look-lambda and --map-only-lambda must not be negative.")
         if self.seg_layers < 0:
             raise InputError(f"--seg-layers {self.seg_layers}: expected 0 (the default split) or a row count.")
         if not 0 <= self.encoder_fraction <= 1:
