@@ -7,8 +7,11 @@ commit bef283a, 2021-11-24); nothing of it is copied into this repository.
 Its `op/fused_act.py` and `op/upfirdn2d.py` JIT-compile CUDA extensions at import (module-level
 `torch.utils.cpp_extension.load(...)`). `load_rosinality` imports `model.py` with that function replaced by one
 returning None, so nothing compiles (the same edit the fixtures in ../shared/fixtures/rosinality describe);
-on CPU the library then runs its own pure-PyTorch paths (`upfirdn2d_native`, leaky_relu(x + b, 0.2) * sqrt 2,
-torch.nn.functional convolutions). The checkout itself is not modified.
+the library then runs its own pure-PyTorch paths (`upfirdn2d_native`, leaky_relu(x + b, 0.2) * sqrt 2,
+torch.nn.functional convolutions), which it takes for CPU tensors and, after `_plain_ops`, on CUDA too.
+`load_rosinality(..., compile_ops=True)` lets the import compile the CUDA ops (nvcc and ninja needed; the build is
+cached in TORCH_EXTENSIONS_DIR), which the library then uses for CUDA tensors (scripts/gpu_check.py tries this
+and falls back to the plain path). The checkout itself is not modified.
 
 Weights go from our generator into rosinality's names by `to_rosinality_state_dict`, the inverse of
 `bgedit_cli.convert.rosinality.convert_rosinality` (the importer behind `bgedit convert`; there is no exporter).
@@ -26,7 +29,7 @@ from torch import nn
 
 from bgedit_cli.nn.stylegan2 import Generator, GeneratorConfig
 
-_LOADED: dict[Path, ModuleType] = {}
+_LOADED: dict[tuple[Path, bool], ModuleType] = {}
 
 
 class PeerError(RuntimeError):
@@ -46,15 +49,16 @@ def check_checkout(path: str | Path) -> Path:
     return root
 
 
-def load_rosinality(path: str | Path) -> ModuleType:
-    """Import the checkout's `model.py` (as module `rosinality_model`) without compiling its CUDA ops.
+def load_rosinality(path: str | Path, *, compile_ops: bool = False) -> ModuleType:
+    """Import the checkout's `model.py` (as module `rosinality_model`) without compiling its CUDA ops (with
+    `compile_ops`: compiling them, as the library itself does).
 
-    For the import only: `torch.utils.cpp_extension.load` returns None, the checkout is first on sys.path, and
-    any `op` / `model` modules already imported are set aside; all three are restored afterwards (the loaded
-    modules keep their own references to the checkout's `op`)."""
+    For the import only: `torch.utils.cpp_extension.load` returns None (unless `compile_ops`), the checkout is
+    first on sys.path, and any `op` / `model` modules already imported are set aside; all three are restored
+    afterwards (the loaded modules keep their own references to the checkout's `op`)."""
     root = check_checkout(path)
-    if root in _LOADED:
-        return _LOADED[root]
+    if (root, compile_ops) in _LOADED:
+        return _LOADED[root, compile_ops]
     import torch.utils.cpp_extension as cpp_extension
 
     def is_ours(name: str) -> bool:
@@ -64,7 +68,8 @@ def load_rosinality(path: str | Path) -> ModuleType:
     for name in saved_modules:
         del sys.modules[name]
     saved_load = cpp_extension.load
-    cpp_extension.load = lambda *args, **kwargs: None
+    if not compile_ops:
+        cpp_extension.load = lambda *args, **kwargs: None
     sys.path.insert(0, str(root))
     try:
         spec = importlib.util.spec_from_file_location("rosinality_model", root / "model.py")
@@ -83,8 +88,39 @@ def load_rosinality(path: str | Path) -> ModuleType:
         sys.modules.update(saved_modules)
     if not hasattr(module, "Generator"):
         raise PeerError(f"--peer-rosinality {path}: model.py has no Generator class.")
-    _LOADED[root] = module
+    if not compile_ops:
+        _plain_ops(module)
+    _LOADED[root, compile_ops] = module
     return module
+
+
+def _plain_ops(module: ModuleType) -> None:
+    """Route the loaded model's `upfirdn2d` and `fused_leaky_relu` to the library's own CPU branches on every
+    device (they pick the compiled ops for CUDA tensors, which are not built here)."""
+    upfirdn2d, leaky = module.upfirdn2d, module.fused_leaky_relu
+    native = upfirdn2d.__globals__["upfirdn2d_native"]
+
+    def plain_upfirdn2d(input, kernel, up=1, down=1, pad=(0, 0)):
+        up = up if isinstance(up, (tuple, list)) else (up, up)
+        down = down if isinstance(down, (tuple, list)) else (down, down)
+        pad = (pad[0], pad[1], pad[0], pad[1]) if len(pad) == 2 else pad
+        return native(input, kernel, *up, *down, *pad)
+
+    def plain_leaky(input, bias=None, negative_slope=0.2, scale=2 ** 0.5):
+        if input.device.type == "cpu":
+            return leaky(input, bias, negative_slope, scale)
+        return _cpu_branch_leaky(input, bias, scale)
+
+    module.upfirdn2d = plain_upfirdn2d
+    module.fused_leaky_relu = plain_leaky
+    module.FusedLeakyReLU.forward.__globals__["fused_leaky_relu"] = plain_leaky
+
+
+def _cpu_branch_leaky(input: torch.Tensor, bias: torch.Tensor | None, scale: float) -> torch.Tensor:
+    """rosinality's `fused_leaky_relu` CPU branch (slope 0.2, as it hard-codes), for any device."""
+    if bias is not None:
+        input = input + bias.view(1, bias.shape[0], *([1] * (input.ndim - bias.ndim - 1)))
+    return torch.nn.functional.leaky_relu(input, negative_slope=0.2) * scale
 
 
 def stock_channel_multiplier(cfg: GeneratorConfig) -> int:
@@ -149,11 +185,12 @@ def to_rosinality_state_dict(g: Generator, template: dict[str, torch.Tensor] | N
     return out
 
 
-def peer_generator(path: str | Path, ours: Generator) -> nn.Module:
-    """rosinality's `Generator` built for `ours.cfg` and holding `ours`'s weights (CPU, eval, no grad).
+def peer_generator(path: str | Path, ours: Generator, *, compile_ops: bool = False) -> nn.Module:
+    """rosinality's `Generator` built for `ours.cfg` and holding `ours`'s weights (CPU, eval, no grad; its
+    compiled CUDA ops with `compile_ops`, see `load_rosinality`).
 
     The state_dict is loaded strictly, so every tensor of rosinality's model is accounted for."""
-    module = load_rosinality(path)
+    module = load_rosinality(path, compile_ops=compile_ops)
     cfg = ours.cfg
     cm = stock_channel_multiplier(cfg)
     peer = module.Generator(cfg.img_resolution, cfg.z_dim, cfg.mapping_layers, channel_multiplier=cm,
