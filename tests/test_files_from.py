@@ -133,3 +133,36 @@ def test_skip_existing_after_ctrl_c_writes_only_the_rest(cli, bundle, tmp_path, 
     assert all(before[p.name] == p.stat().st_mtime_ns for p in out.iterdir() if p.name < "img04")
     for p in (tmp_path / "straight").iterdir():  # the same files, byte for byte, as the uninterrupted run
         assert (out / p.name).read_bytes() == p.read_bytes(), p.name
+
+
+def test_text_edit_files_from_and_skip_existing(cli, bundle, tmp_path):
+    from bgedit_cli.checkpoint import file_sha256, load_network, save_network
+    from bgedit_cli.nn.clip_model import ClipModel, clip_config, load_clip_encoder
+    from bgedit_cli.nn.text_encoder import build_text_editor
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for path in bundle.glob("*.safetensors"):
+        (model / path.name).write_bytes(path.read_bytes())
+    save_network(model / "clip.safetensors", ClipModel(clip_config("tiny", image_resolution=16)), kind="clip")
+    g = load_network(model / "generator.safetensors", "generator")
+    encoder = load_clip_encoder(model / "clip.safetensors")
+    editor = build_text_editor(g.cfg, encoder.embed_dim, "tiny", prompts=("snow",), clip_name=encoder.name,
+                               clip_sha256=encoder.sha256, generator_sha256=file_sha256(model / "generator.safetensors"))
+    editor.set_prompts(encoder.encode_text(["snow"]))
+    save_network(model / "text.safetensors", editor.eval(), kind="text")
+    images = random_images(tmp_path / "images", 3)
+    (tmp_path / "list").write_text("".join(f"{p}\n" for p in images))
+    args = ["text-edit", "--files-from", tmp_path / "list", "snow", "--out-dir", tmp_path / "edits", "--model", model,
+            "--steps", "1", "--batch-size", "2", "--device", "cpu", "--json"]
+    res = cli(args)
+    assert res.exit_code == 0, res.stderr
+    first = json.loads(res.stdout)
+    assert [o["outputs"] for o in first["outputs"]] == [[str(tmp_path / "edits" / f"img{i:02d}.snow.png")]
+                                                        for i in range(3)]
+    (tmp_path / "edits" / "img01.snow.png").unlink()
+    res = cli([*args, "--skip-existing"])
+    assert res.exit_code == 0, res.stderr
+    again = json.loads(res.stdout)
+    assert [s["input"] for s in again["skipped"]] == [str(images[0]), str(images[2])]
+    assert [o["input"] for o in again["outputs"]] == [str(images[1])]
