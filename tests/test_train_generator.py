@@ -322,3 +322,30 @@ def test_channels_and_init_from_warm_start_g_and_g_ema(cli, scenes, tmp_path):
 def test_bad_channels_are_clean_errors(cli, scenes, tmp_path, widths, fragment):
     assert_clean_error(train(cli, scenes, tmp_path / "b", "--steps", "2", "--channels", widths), "--channels",
                        fragment)
+
+
+def test_init_from_a_narrower_generator_widens_it_without_changing_its_images(cli, scenes, tmp_path):
+    from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS, Generator
+    from bgedit_cli.training.generator import widen_into
+
+    small_cfg = GENERATOR_PRESETS["tiny"]  # widths 32, 32, 16
+    torch.manual_seed(0)
+    small = Generator(small_cfg).eval()
+    for p in small.parameters():  # trained-looking weights: nothing left at its initial value
+        p.data.add_(torch.randn_like(p) * 0.3)
+    big = Generator(small_cfg.replace(channels=(48, 32, 40))).eval()
+    widen_into(big, small)
+    z = torch.randn(3, small_cfg.z_dim)
+    with torch.no_grad():
+        assert torch.allclose(big(z, noise_mode="const"), small(z, noise_mode="const"), atol=1e-5)
+        assert big.synthesis.convs[4].weight[:16, 16:].abs().sum() == 0  # new inputs into old outputs
+        assert big.synthesis.convs[4].weight[16:].abs().sum() > 0  # new outputs: fresh weights
+
+    # Through the command: a narrower file is widened; a wider or deeper one is refused.
+    first = tmp_path / "first"
+    assert train(cli, scenes, first, "--steps", "2").exit_code == 0
+    result = train(cli, scenes, tmp_path / "wide", "--steps", "2", "--channels", "32,48,24",
+                   "--init-from", first / "generator.safetensors")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert_clean_error(train(cli, scenes, tmp_path / "narrow", "--steps", "2", "--channels", "32,16,16",
+                             "--init-from", first / "generator.safetensors"), "--init-from", "wider --channels")

@@ -106,17 +106,45 @@ def network_config(cfg: GeneratorTrainConfig) -> GeneratorConfig:
 
 
 def warm_start(trainer: "StyleGAN2Trainer", path: Path) -> str:
-    """Load G and G_ema (weights and w_avg) from a generator file of the same network; returns its sha256.
-    D keeps its fresh initialization."""
+    """Load G and G_ema (weights and w_avg) from a generator file; returns its sha256. The file's network must
+    be this run's, or a narrower one of the same depth and w_dim, which is widened without changing what it draws
+    (`widen_into`). D keeps its fresh initialization."""
     start = load_network(path, "generator")
     if start.cfg != trainer.gcfg:
-        raise InputError(f"--init-from {path}: its network ({_describe(start.cfg)}) differs from this run's "
-                         f"({_describe(trainer.gcfg)}); pass the same --preset and --channels as the file's run.")
-    trainer.G.load_state_dict(start.state_dict())
-    trainer.G_ema.load_state_dict(start.state_dict())
+        small, big = start.cfg, trainer.gcfg
+        same_but_widths = small.replace(channels=big.channels) == big
+        if not same_but_widths or any(a > b for a, b in zip(small.channels, big.channels)):
+            raise InputError(f"--init-from {path}: its network ({_describe(small)}) differs from this run's "
+                             f"({_describe(big)}); pass the same --preset and --channels as the file's run, or "
+                             "wider --channels.")
+        widen_into(trainer.G, start)
+        trainer.G_ema.load_state_dict(trainer.G.state_dict())
+    else:
+        trainer.G.load_state_dict(start.state_dict())
+        trainer.G_ema.load_state_dict(start.state_dict())
     return file_sha256(path)
 
 
+@torch.no_grad()
+def widen_into(big: nn.Module, small: nn.Module) -> None:
+    """Copy a trained generator into a wider one of the same depth so that the wider one draws the same images
+    (net2net-style widening). Old channels keep their weights; a new channel's weights and style affine keep
+    `big`'s fresh initialization, and every weight from a new input channel into an old output is zero, so old
+    features see nothing new. Demodulated convs do not depend on the overall weight scale, so their gain
+    1/sqrt(fan_in) may change; the ToRGB layers (no demodulation) are rescaled by sqrt(new fan_in / old fan_in)."""
+    mine, theirs = big.state_dict(), small.state_dict()
+    for name, t in theirs.items():
+        dst = mine[name]
+        if dst.shape == t.shape:
+            dst.copy_(t)
+            continue
+        old = tuple(slice(0, n) for n in t.shape)
+        if name.endswith(".weight") and dst.ndim == 4:  # conv / ToRGB weight [out, in, k, k]
+            dst[:t.shape[0], t.shape[1]:] = 0  # new inputs into old outputs
+            scale = math.sqrt(dst.shape[1] / t.shape[1]) if ".torgbs." in name else 1.0
+            dst[old] = t * scale
+        else:  # biases, style affines (rows = input channels), const: the old part
+            dst[old] = t
 def _describe(gcfg: GeneratorConfig) -> str:
     return f"{gcfg.img_resolution} px, w_dim {gcfg.w_dim}, widths {','.join(map(str, gcfg.channels))}"
 
