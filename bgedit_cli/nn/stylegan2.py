@@ -181,10 +181,10 @@ class SynthesisLayer(nn.Module):
                 noise_mode: NoiseMode = "const", weight_delta: torch.Tensor | None = None,
                 fused: bool | None = None) -> torch.Tensor:
         with full_precision(w):  # styles feed the demodulation: fp32 under bf16 autocast
-            styles = self.affine(w.float())
+            styles = self.affine(w.float()) * self.weight_gain  # the weight's gain, folded into the styles
         # lrelu(g * y) = g * lrelu(y) for g > 0: the activation gain is folded into the conv's output scale,
         # so after the conv only the noise add and the in-place activation touch the activations.
-        x = modulated_conv2d(x, self.weight * self.weight_gain, styles, weight_delta=weight_delta, up=self.up,
+        x = modulated_conv2d(x, self.weight, styles, weight_delta=weight_delta, up=self.up,
                              resample_filter=resample_filter, bias=self.bias, gain=LRELU_GAIN, fused=fused)
         if noise_mode == "const":
             x = x.add_((self.noise_const * (self.noise_strength * LRELU_GAIN)).to(x.dtype))
@@ -210,8 +210,8 @@ class ToRGB(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         with full_precision(w):
-            styles = self.affine(w.float())
-        x = modulated_conv2d(x, self.weight * self.weight_gain, styles, demodulate=False, bias=self.bias)
+            styles = self.affine(w.float()) * self.weight_gain
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, bias=self.bias)
         if self.conv_clamp is not None:
             x = x.clamp(-self.conv_clamp, self.conv_clamp)
         return x
