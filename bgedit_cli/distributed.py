@@ -1,9 +1,10 @@
-"""Processes under torchrun, for training and for the commands that shard their inputs (invert, text-edit).
+"""Processes under torchrun, for training and for the commands that shard their inputs (invert, text-edit, evaluate).
 
     d, device = join("auto")                # Dist(rank, world_size, local_rank); Dist() without torchrun
     everyone = all_gather_objects(obj, d)   # [rank 0's obj, rank 1's obj, ...]
     mine = contiguous_share(n, 8, d)        # this rank's run of whole batches of n items (a range)
     values = gather_items(values, d)        # per-item values of every rank's share, concatenated in rank order
+    with main_process_first(d): ...         # rank 0 first (its on-disk decisions are then everyone's)
 
 One process per device: under torchrun a CUDA device is cuda:LOCAL_RANK, and the processes talk over NCCL;
 on CPU over gloo (which is how the tests run several processes).
@@ -11,9 +12,10 @@ on CPU over gloo (which is how the tests run several processes).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -63,6 +65,18 @@ def join(device: str) -> tuple[Dist, torch.device]:
     """Join torchrun's processes (a single process outside torchrun) and pick this process's device."""
     d = init_distributed(resolve_device(device))
     return d, rank_device(device, d)
+
+
+@contextlib.contextmanager
+def main_process_first(d: Dist) -> Iterator[None]:
+    """Rank 0 runs the block before the other ranks do (they wait at a barrier): what it decides and caches on
+    disk, such as `--precision auto`'s measurement on a CPU (runtime.py), the others then read, so every rank
+    decides alike. Without torchrun: just the block."""
+    if d.enabled and not d.is_main:
+        dist.barrier()
+    yield
+    if d.enabled and d.is_main:
+        dist.barrier()
 
 
 def all_gather_objects(obj: Any, d: Dist) -> list[Any]:

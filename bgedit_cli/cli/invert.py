@@ -42,7 +42,7 @@ def invert(
     Many files: find scenes/ -name '*.jpg' -print0 | bgedit invert --files-from - --out inv/ --skip-existing;
     on N GPUs: torchrun --nproc_per_node N -m bgedit_cli invert --files-from list.txt --out inv/
     """
-    from bgedit_cli.distributed import join
+    from bgedit_cli.distributed import join, main_process_first
     from bgedit_cli.pipelines.batch import Source, share_size
     from bgedit_cli.pipelines.invert import invert_files
     from bgedit_cli.pipelines.models import load_models
@@ -52,13 +52,14 @@ def invert(
                                  "order (the maps of --files-from's files are predicted).", param_hint="--seg")
     d, dev = join(device)
     paths = input_paths(images, files_from, d)
-    models = load_models(model, variant, str(dev), generator=generator, inversion=inversion, segmenter=segmenter,
-                         precision=precision)
+    with main_process_first(d):  # under torchrun: one `--precision auto` decision for all
+        models = load_models(model, variant, str(dev), generator=generator, inversion=inversion, segmenter=segmenter,
+                             precision=precision)
     sources = (Source(path, seg[k] if k < len(seg or []) else None) for k, path in enumerate(paths))
     if files_from is None:
         sources = list(sources)
     total = None if files_from is not None else share_size(len(images), batch_size, d)
-    with make_progress(quiet or not d.is_main or total == 1) as bar:
+    with make_progress(quiet or not d.is_main or (total is not None and total <= 1)) as bar:
         task = bar.add_task("inverting", total=total)
         report = invert_files(models, sources, out, steps=steps, batch_size=batch_size, save_seg=save_seg,
                               force=force, skip_existing=skip_existing, shard=d,

@@ -56,7 +56,7 @@ def text_edit(
     Many files: bgedit text-edit --files-from latents.txt "snowy night" --out-dir edits/ (under torchrun
     --nproc_per_node N -m bgedit_cli: N processes, one per GPU, share them)
     """
-    from bgedit_cli.distributed import join
+    from bgedit_cli.distributed import join, main_process_first
     from bgedit_cli.errors import InputError
     from bgedit_cli.pipelines.batch import Source, share_size
     from bgedit_cli.pipelines.models import load_models, load_text_model
@@ -67,12 +67,13 @@ def text_edit(
 
     d, dev = join(device)
     paths = input_paths(sources, files_from, d)
-    models = load_models(model, None, str(dev), generator=generator, inversion=inversion, segmenter=segmenter,
-                         precision=precision)
+    with main_process_first(d):  # under torchrun: one `--precision auto` decision for all
+        models = load_models(model, None, str(dev), generator=generator, inversion=inversion, segmenter=segmenter,
+                             precision=precision)
     text_model = load_text_model(models, text=text, clip=clip)
     match = text_model.gate(prompt, force=force_prompt)
     total = None if files_from is not None else share_size(len(sources), batch_size, d)
-    with make_progress(quiet or not d.is_main or total == 1) as bar:
+    with make_progress(quiet or not d.is_main or (total is not None and total <= 1)) as bar:
         task = bar.add_task("editing", total=total)
         report = edit_files(models, text_model, match, (Source(p) for p in paths), out=out, out_dir=out_dir,
                             alpha=alpha, strength=strength, seed=seed, samples=samples, steps=steps,
