@@ -132,7 +132,7 @@ def test_demo_recipe_matches_the_shipped_files(demo_plan):
     run was started with a longer --steps and stopped by hand: see the card), and the generator network the
     recipe builds has the shipped generator's shape."""
     from bgedit_cli.nn.stylegan2 import GeneratorConfig
-    from bgedit_cli.training.generator import network_config
+    from bgedit_cli.training.gan import network_config
 
     _, _, plan = demo_plan
     for name, stem in SHIPPED.items():

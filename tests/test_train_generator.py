@@ -15,8 +15,9 @@ import torch
 
 from bgedit_cli.checkpoint import load_network, read_checkpoint
 from bgedit_cli.training import common
-from bgedit_cli.training.generator import (RANK_HASH_ENV, GeneratorPass, GeneratorTrainConfig, ema_beta, lazy_adam,
-                                           mixing_cutoff, state_hash)
+from bgedit_cli.training.configs import GeneratorTrainConfig
+from bgedit_cli.training.gan import GeneratorPass, ema_beta, lazy_adam, mixing_cutoff, state_hash
+from bgedit_cli.training.generator import RANK_HASH_ENV
 from conftest import REPO, assert_clean_error
 
 
@@ -292,7 +293,7 @@ def test_channels_and_init_from_warm_start_g_and_g_ema(cli, scenes, tmp_path):
                        "--init-from", "widths 32,32,24", "widths 32,32,16")
 
     # Same network: step 0 of the new run is the file's weights (G and G_ema), D is fresh.
-    import bgedit_cli.training.generator as gen
+    import bgedit_cli.training.gan as gen
 
     seen = {}
     real_step = gen.StyleGAN2Trainer.step
@@ -326,7 +327,7 @@ def test_bad_channels_are_clean_errors(cli, scenes, tmp_path, widths, fragment):
 
 def test_init_from_a_narrower_generator_widens_it_without_changing_its_images(cli, scenes, tmp_path):
     from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS, Generator
-    from bgedit_cli.training.generator import widen_into
+    from bgedit_cli.training.gan import widen_into
 
     small_cfg = GENERATOR_PRESETS["tiny"]  # widths 32, 32, 16
     torch.manual_seed(0)

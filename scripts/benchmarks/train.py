@@ -28,8 +28,8 @@ from bgedit_cli.losses import LossLambdas, build_inversion_loss
 from bgedit_cli.nn.inversion import build_inversion
 from bgedit_cli.nn.stylegan2 import GENERATOR_PRESETS, Generator
 from bgedit_cli.runtime import autocast, resolve_precision
-from bgedit_cli.training.configs import InversionTrainConfig
-from bgedit_cli.training.generator import GeneratorTrainConfig, StyleGAN2Trainer
+from bgedit_cli.training.configs import GeneratorTrainConfig, InversionTrainConfig
+from bgedit_cli.training.gan import StyleGAN2Trainer
 from bgedit_cli.training.inversion import train_step
 from bgedit_cli.training.state import seed_everything
 
