@@ -20,6 +20,7 @@ range, weights file, library versions). Without the weights there is no number: 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -77,8 +78,6 @@ def feature_stats(feats: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndar
 def fid_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, *,
                    eps: float = FID_EPS) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) (module doc)."""
-    import warnings
-
     from scipy import linalg
 
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
@@ -175,7 +174,15 @@ def inception_metrics(real: torch.Tensor | Iterable[torch.Tensor], fake: torch.T
     real_f = inception_features(real, net, batch_size=batch_size, progress=progress)
     fake_f = inception_features(fake, net, batch_size=batch_size, progress=progress)
     settings.update(num_real=len(real_f), num_fake=len(fake_f))
+    return fid_kid(real_f, fake_f, metrics, settings, kid_subset_size=kid_subset_size, kid_subsets=kid_subsets,
+                   seed=seed)
 
+
+def fid_kid(real_f: torch.Tensor | np.ndarray, fake_f: torch.Tensor | np.ndarray, metrics: Sequence[str],
+            settings: dict[str, Any], *, unavailable_settings: dict[str, Any] | None = None,
+            kid_subset_size: int | None = None, kid_subsets: int = 100, seed: int = 0) -> dict[str, MetricResult]:
+    """FID and/or KID (x 1e3) of two Inception feature sets [N, D]. A metric with too few images for it is an
+    unavailable result (with `unavailable_settings`, default `settings`), not an error."""
     out = {}
     for name in metrics:
         try:
@@ -188,7 +195,8 @@ def inception_metrics(real: torch.Tensor | Iterable[torch.Tensor], fake: torch.T
                     **settings, "scale": KID_SCALE, "subset_size": m, "subsets": kid_subsets, "seed": seed,
                     "kernel": f"polynomial, degree {KID_DEGREE}, gamma 1/D, coef0 1"})
         except ValueError as exc:  # too few images for this metric
-            out[name] = MetricResult.unavailable(name, str(exc), settings)
+            out[name] = MetricResult.unavailable(name, str(exc),
+                                                 settings if unavailable_settings is None else unavailable_settings)
     return out
 
 

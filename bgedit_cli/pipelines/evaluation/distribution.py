@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from bgedit_cli.metrics import features as fe
-from bgedit_cli.metrics.distribution import KID_DEGREE, KID_SCALE, MetricResult, fd_clip, frechet_distance, kid
+from bgedit_cli.metrics.distribution import MetricResult, fd_clip, fid_kid
 from bgedit_cli.metrics.distribution import library_versions as metric_versions
 from bgedit_cli.metrics.swd import SWD_SCALE, SWDSettings, image_descriptors, normalize_descriptors, \
     swd_from_descriptors, swd_resolutions
@@ -143,20 +143,7 @@ def _inception_results(f: Features, row: str, metrics: list[str], seed: int) -> 
     real, fake = f.real, f.fake[row]
     settings = {**f.settings, "num_real": len(real), "num_fake": len(fake)}
     available = {**settings, "weights_sha256": sha256(settings["weights"])}
-    out = {}
-    for name in metrics:
-        try:
-            if name == "fid":
-                out[name] = MetricResult(name, frechet_distance(real, fake), settings=available)
-            else:
-                m = min(1000, len(real), len(fake))
-                mean, std = kid(real, fake, subset_size=m, subsets=KID_SUBSETS, seed=seed)
-                out[name] = MetricResult(name, mean * KID_SCALE, std=std * KID_SCALE, settings={
-                    **available, "scale": KID_SCALE, "subset_size": m, "subsets": KID_SUBSETS, "seed": seed,
-                    "kernel": f"polynomial, degree {KID_DEGREE}, gamma 1/D, coef0 1"})
-        except ValueError as exc:  # too few images for this metric
-            out[name] = MetricResult.unavailable(name, str(exc), settings)
-    return out
+    return fid_kid(real, fake, metrics, available, unavailable_settings=settings, kid_subsets=KID_SUBSETS, seed=seed)
 
 
 # ----------------------------------------------------------------------------------------------------------
