@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from bgedit_cli.data.ade20k_classes import IGNORE_ID, NUM_CLASSES
 from bgedit_cli.errors import InputError
-from bgedit_cli.io import IMAGE_SUFFIXES
+from bgedit_cli.io import IMAGE_SUFFIXES, load_seg
 
 SPLITS = ("training", "validation")
 LISTED = 10  # names listed per kind of problem (the counts are complete)
@@ -174,8 +174,6 @@ def _map_ids(img: Image.Image, path: Path) -> np.ndarray:
     if img.mode in ("L", "P") or img.mode.startswith("I"):
         return np.asarray(img).astype(np.int64)
     if img.mode in ("RGB", "RGBA"):
-        from bgedit_cli.io import load_seg
-
         try:
             return load_seg(path).astype(np.int64)
         except InputError:

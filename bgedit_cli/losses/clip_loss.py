@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bgedit_cli.losses.moco import build_moco
 from bgedit_cli.nn.ops import assert_shape
+from bgedit_cli.weights import MissingWeightsError
 
 SimilarityLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -46,9 +48,6 @@ def build_similarity_loss(encoder: nn.Module, moco: str | Path | None = None, *,
                           device: str | torch.device = "cpu") -> tuple[SimilarityLoss, str]:
     """(L_sim, name): MoCo v2 (`"moco-v2"`) from `moco` or `$BGEDIT_HOME/weights/`, else the CLIP image tower
     (`"clip-image (no MoCo v2 file)"`). A `moco` path that is given but missing is an error, not a fallback."""
-    from bgedit_cli.losses.moco import build_moco
-    from bgedit_cli.weights import MissingWeightsError
-
     try:
         return build_moco(moco, device), "moco-v2"
     except MissingWeightsError:

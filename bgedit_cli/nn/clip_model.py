@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bgedit_cli.checkpoint import file_sha256, load_network
 from bgedit_cli.config import Config
 from bgedit_cli.errors import CheckpointError, ConfigError, InputError
 from bgedit_cli.nn.ops import assert_shape
@@ -216,8 +217,6 @@ def load_openai_clip(path: str | Path | None = None, device: str | torch.device 
     """OpenAI's CLIP from a local release file (`ViT-B-32.pt`: a TorchScript archive, or a plain state dict) via
     `clip.load(path, device, jit=False)`. `path` defaults to `$BGEDIT_HOME/weights/clip/ViT-B-32.pt`; a missing
     file is a MissingWeightsError naming the file, its URL and where to put it. Nothing is downloaded."""
-    from bgedit_cli.checkpoint import file_sha256
-
     path = find_weights(CLIP_VIT_B32, path)
     try:
         with warnings.catch_warnings():
@@ -234,8 +233,6 @@ def load_openai_clip(path: str | Path | None = None, device: str | torch.device 
 def load_clip_encoder(path: str | Path | None = None, device: str | torch.device = "cpu") -> ClipEncoder:
     """A `ClipEncoder` from our `clip.safetensors` (kind `clip`) or, for any other file or None, OpenAI's CLIP
     (`load_openai_clip`)."""
-    from bgedit_cli.checkpoint import file_sha256, load_network
-
     if path is not None and str(path).endswith(".safetensors"):
         model = load_network(Path(path), "clip", device=device)
         return ClipEncoder(model, name=Path(path).name, sha256=file_sha256(Path(path)))

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from bgedit_cli.bundle import BUNDLE_FILES
 from bgedit_cli.checkpoint import file_sha256, load_network, read_checkpoint, save_checkpoint
+from bgedit_cli.data.ade20k import ADE20KDataset
 from bgedit_cli.errors import InputError
 from bgedit_cli.fileio import check_writable
 from bgedit_cli.io import one_hot_seg
@@ -117,8 +118,6 @@ def agreement(kind: str, net, twin, G, probes: torch.Tensor) -> tuple[str, float
 def probe_images(G, data: Path | None) -> torch.Tensor:
     """[PROBES, 3, R, R] in [-1, 1]: the first validation images of `data`, else the generator's samples."""
     if data is not None:
-        from bgedit_cli.data.ade20k import ADE20KDataset
-
         resolution = G.cfg.img_resolution if G is not None else 64
         val = ADE20KDataset(data, "validation", resolution=resolution, flip=False, require_seg=False)
         return torch.stack([val[i]["img"] for i in range(min(PROBES, len(val)))])
