@@ -232,3 +232,16 @@ def test_one_style_has_no_shuffled_control(scenes, bundle, tmp_path):
     assert text["shuffled_prompts"] is None
     for mode in text["modes"].values():
         assert "one trained style" in mode["shuffled"]["skipped"] and mode["unseen"]["per_prompt"]
+
+
+def test_style_names_are_the_data_s_own_vocabulary(scenes, bundle, tmp_path):
+    """The text section scores the styles the data declares (DATA/vocabulary.json via `read_vocabulary`), not the
+    renderer's current table: a dataset whose only look is "dusk" has no trained style to score."""
+    data = tmp_path / "data"
+    shutil.copytree(scenes, data)
+    doc = json.loads((data / "vocabulary.json").read_text())
+    assert set(PROMPTS) & set(doc["style_names"])
+    doc["style_names"] = ["dusk"]
+    (data / "vocabulary.json").write_text(json.dumps(doc))
+    skipped = _evaluate(data, bundle)["text"]["skipped"]
+    assert skipped.startswith("no trained prompt is a synthetic style name (dusk)")

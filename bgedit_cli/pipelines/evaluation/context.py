@@ -32,7 +32,7 @@ import torch
 from bgedit_cli.bundle import BUNDLE_FILES, resolve_bundle
 from bgedit_cli.checkpoint import read_header
 from bgedit_cli.data.ade20k import ADE20KDataset
-from bgedit_cli.data.synth import STYLE_NAMES
+from bgedit_cli.data.synth import Vocabulary, read_vocabulary
 from bgedit_cli.distributed import Dist, contiguous_share, gather_items
 from bgedit_cli.errors import CheckpointError, InputError
 from bgedit_cli.io import IMAGE_SUFFIXES, load_image, open_image
@@ -79,18 +79,6 @@ class EvalOptions:
     fake: Path | None = None
     paired: bool = False
     resolution: int | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Vocabulary:
-    """The words of the data that sections score against: the style names of the synthetic renderer."""
-
-    style_names: tuple[str, ...]
-
-
-def data_vocabulary(root: Path) -> Vocabulary:
-    """The vocabulary of the data at `root`: for now the synthetic renderer's own (`bgedit data synth`)."""
-    return Vocabulary(style_names=tuple(STYLE_NAMES))
 
 
 @dataclasses.dataclass
@@ -160,7 +148,7 @@ class BundleContext(Context):
     text: TextModel | None = None
     text_reason: str | None = None  # why there is no text model
     text_variant: str = "proposed"
-    vocabulary: Vocabulary = Vocabulary(())
+    vocabulary: Vocabulary | None = None  # the data's own words (DATA/vocabulary.json, `read_vocabulary`)
     shown: dict[str, list[torch.Tensor]] = dataclasses.field(default_factory=dict)  # figure rows per variant
 
     mode = "bundle"
@@ -255,6 +243,7 @@ def open_bundle(opts: EvalOptions, progress: Progress | None = None, shard: Dist
     if opts.data is None or not Path(opts.data).is_dir():
         raise InputError(f"--data {opts.data}: no such folder; give a dataset in the ADE20K layout (e.g. from "
                          "`bgedit data synth --out DIR`).")
+    vocabulary = read_vocabulary(opts.data)  # the data's own words; a broken vocabulary.json stops here
     bundle = resolve_bundle(opts.model)
     if not bundle.is_dir():
         raise InputError(f"{bundle}: no such model bundle folder; pass --model DIR (a folder holding "
@@ -288,7 +277,7 @@ def open_bundle(opts: EvalOptions, progress: Progress | None = None, shard: Dist
     return BundleContext(opts=opts, device=device, resolution=r, rows=list(models), nets=nets, settings=settings,
                          notes=notes, progress=progress, bundle=bundle, models=models, dataset=dataset,
                          indices=list(range(num)), text=text, text_reason=text_reason, text_variant=text_variant,
-                         vocabulary=data_vocabulary(dataset.root), shard=shard or Dist())
+                         vocabulary=vocabulary, shard=shard or Dist())
 
 
 # ----------------------------------------------------------------------------------------------------------
