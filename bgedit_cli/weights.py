@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bgedit_cli.bundle import weights_dir
-from bgedit_cli.errors import CheckpointError, InputError
+from bgedit_cli.errors import BgeditError, CheckpointError, InputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,6 +284,36 @@ def fetch_weights(spec: WeightSpec, *, folder: Path | None = None, mirror: str |
         row.update(status="downloaded", url=url)
     record_digest(dest, spec.hash_algo, digest)
     return {**row, "hash": f"{spec.hash_algo}:{digest}"}
+
+
+@dataclasses.dataclass
+class FetchReport:
+    """What `fetch_many` did: the rows of the files in place (`fetch_weights`'s) and the failures as
+    {name, error} with the error on one line."""
+
+    done: list[dict[str, Any]]
+    failed: list[dict[str, str]]
+
+
+def fetch_many(names: list[str], *, folder: Path | None = None, mirror: str | None = None,
+               from_file: Path | None = None, force: bool = False, progress=None, on_done=None) -> FetchReport:
+    """`fetch_weights` for each registry name in turn (`bgedit weights fetch`): every name is looked up first (an
+    unknown one is an InputError before anything is fetched); a file that fails is recorded and the next one
+    fetched. `progress(name)` gives that file's `download.Progress`; `on_done(row)` is called as each file is in
+    place."""
+    specs = [get_spec(n) for n in names]
+    report = FetchReport(done=[], failed=[])
+    for spec in specs:
+        try:
+            row = fetch_weights(spec, folder=folder, mirror=mirror, from_file=from_file, force=force,
+                                progress=progress(spec.key) if progress is not None else None)
+        except BgeditError as exc:
+            report.failed.append({"name": spec.key, "error": " ".join(str(exc).split())})
+            continue
+        report.done.append(row)
+        if on_done is not None:
+            on_done(row)
+    return report
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from conftest import assert_clean_error
 from local_http import LocalServer
 
 from bgedit_cli import download, weights
+from bgedit_cli.errors import InputError
 
 MOCO_FILE = weights.MOCO.names[0]
 
@@ -240,6 +241,22 @@ def test_disk_full_before_and_while_writing(cli, home, server, monkeypatch, moco
                         else real_open(p, mode, *a, **k), raising=False)
     assert_clean_error(fetch(cli, "moco"), "disk full", "removed")
     assert not (home / "weights" / MOCO_FILE).exists() and no_leftovers(home / "weights") == []
+
+
+def test_fetch_many_reports_each_file_and_goes_on_after_a_failure(home, server, monkeypatch, moco_bytes):
+    serve_as(monkeypatch, server, weights.MOCO, moco_bytes)
+    serve_as(monkeypatch, server, weights.ALEXNET, b"alexnet", mode="missing")
+    with pytest.raises(InputError, match="unknown weight file 'vgg'"):
+        weights.fetch_many(["moco", "vgg"])
+    assert server.log == []  # every name is checked before anything is fetched
+
+    stages, shown = [], []
+    report = weights.fetch_many(["alexnet", "moco"], on_done=shown.append,
+                                progress=lambda name: lambda stage, done, total: stages.append((name, stage)))
+    assert [r["name"] for r in report.done] == ["moco"] and shown == report.done
+    assert report.done[0]["status"] == "downloaded" and (home / "weights" / MOCO_FILE).read_bytes() == moco_bytes
+    assert [f["name"] for f in report.failed] == ["alexnet"] and "404" in report.failed[0]["error"]
+    assert "\n" not in report.failed[0]["error"] and ("moco", "downloading") in {s for s in stages}
 
 
 def test_usage_errors(cli, home):

@@ -1,4 +1,4 @@
-"""Shared CLI pieces: error handling, option aliases, console output, progress.
+"""Shared CLI pieces: error handling, option aliases, console output, progress (bars, `TransferProgress`).
 
 Device parsing lives in `bgedit_cli.runtime` (trainers use it too); that module imports torch, so commands import
 it inside their function bodies and `bgedit --help` stays fast.
@@ -140,3 +140,45 @@ def make_progress(quiet: bool = False):
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     console=err_console, disable=quiet, transient=True)
+
+
+class TransferProgress:
+    """Rich bars on stderr, one per (item, stage): bytes with size, speed and ETA for downloading, verifying and
+    unpacking; a file count for "checking ..." stages. `callback(label)` gives one item's `download.Progress`."""
+
+    def __init__(self, quiet: bool) -> None:
+        from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, ProgressColumn,
+                                   TextColumn, TimeRemainingColumn, TransferSpeedColumn)
+        from rich.text import Text
+
+        class Amount(ProgressColumn):  # bytes for transfers, "done/total" for file counts
+            def __init__(self, for_bytes: ProgressColumn, for_counts: ProgressColumn | None) -> None:
+                super().__init__()
+                self.for_bytes, self.for_counts = for_bytes, for_counts
+
+            def render(self, task):
+                if task.fields.get("unit") == "bytes":
+                    return self.for_bytes.render(task)
+                return self.for_counts.render(task) if self.for_counts is not None else Text("")
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), Amount(DownloadColumn(), MofNCompleteColumn()),
+                            Amount(TransferSpeedColumn(), None), TimeRemainingColumn(), console=err_console,
+                            disable=quiet, transient=True)
+        self.tasks: dict[tuple[str, str], int] = {}
+
+    def __enter__(self) -> "TransferProgress":
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+    def callback(self, label: str):
+        def report(stage: str, done: int, total: int | None) -> None:
+            key = (label, stage)
+            if key not in self.tasks:
+                unit = "files" if stage.startswith("checking") else "bytes"
+                self.tasks[key] = self.bar.add_task(f"{label} {stage}", total=total, unit=unit)
+            self.bar.update(self.tasks[key], completed=done, total=total)
+
+        return report

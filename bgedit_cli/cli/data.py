@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from bgedit_cli.cli.common import ForceOpt, JsonOpt, QuietOpt, cli_command, err_console, make_progress, print_json
-from bgedit_cli.cli.weights import TransferProgress, MirrorOpt
+from bgedit_cli.cli.common import (ForceOpt, JsonOpt, QuietOpt, TransferProgress, cli_command, err_console,
+                                   make_progress, print_json)
+from bgedit_cli.cli.weights import MirrorOpt
 
 data_app = typer.Typer(help="Datasets in the ADE20K layout: synthetic scenes, the real ADE20K, checks.",
                        no_args_is_help=True,
