@@ -137,8 +137,10 @@ def test_resume_after_ctrl_c_matches_a_straight_run(cli, scenes, tmp_path, monke
     ga = read_checkpoint(tmp_path / "a" / "generator.safetensors", "generator").tensors
     gb = read_checkpoint(tmp_path / "b" / "generator.safetensors", "generator").tensors
     assert max((ga[k] - gb[k]).abs().max().item() for k in ga) <= 1e-6
-    log_steps = [r["step"] for r in common.read_log(run_dirs(tmp_path / "b")[0] / "log.jsonl") if "loss/G" in r]
-    assert log_steps == list(range(1, 7))
+    log = common.read_log(run_dirs(tmp_path / "b")[0] / "log.jsonl")
+    assert [r["step"] for r in log if "loss/G" in r] == list(range(1, 7))
+    # --resume without --snapshot-every keeps the run's own cadence (not a tenth of --steps).
+    assert [r["snapshot_every"] for r in log if r.get("event") in ("start", "resume")] == [100, 100]
 
 
 def test_half_then_resume_equals_straight_with_ada(cli, scenes, tmp_path):

@@ -189,15 +189,17 @@ class StageRun:
             **override: Any) -> dict[str, Any]:
         """Train `stage` to `cfg.steps` (or `opts.time_limit_min`) and return the summary. The bundle file is
         `out_path` (default: the stage's own); `override` replaces fields of `opts` (e.g. `eval_every`).
-        `eval_every` and `snapshot_every` default to a tenth of the steps; 0 means only at the end."""
+        `eval_every` and `snapshot_every` default to the resumed run's own, else a tenth of the steps; 0 means
+        only at the end."""
         d, state = self.d, self.state
         opts = dataclasses.replace(opts, **override)
         data, force, workers, progress = opts.data, opts.force, opts.workers or 0, opts.progress
         eval_every, snapshot_every, time_limit_min = opts.eval_every, opts.snapshot_every, opts.time_limit_min
         out_path = out_path or bundle_file(self.bundle, stage.name, must_exist=False)
-        every = max(1, cfg.steps // 10)
-        eval_every = every if eval_every is None else eval_every
-        snapshot_every = every if snapshot_every is None else snapshot_every
+        # Cadence: as given, else the resumed run's own, else a tenth of the steps.
+        every, saved = max(1, cfg.steps // 10), (state or {}).get("cadence", {})
+        eval_every = saved.get("eval_every", every) if eval_every is None else eval_every
+        snapshot_every = saved.get("snapshot_every", every) if snapshot_every is None else snapshot_every
 
         # Output paths: refuse an existing file before any work; a new run folder (rank 0 names it).
         split_batch(cfg.batch_size, d)  # the global batch must split evenly over the processes
@@ -233,7 +235,8 @@ class StageRun:
             if d.is_main:
                 save_state(run_dir / "state.safetensors", {
                     **stage.state_dict(), "rng": rngs, "step": step, "data": {"epoch": epoch, "position": position},
-                    "metrics": metrics, "settings": cfg.to_dict(), "wall_seconds": time.time() - log.t0})
+                    "metrics": metrics, "settings": cfg.to_dict(), "wall_seconds": time.time() - log.t0,
+                    "cadence": {"eval_every": eval_every, "snapshot_every": snapshot_every}})
 
         def evaluate() -> None:
             nonlocal metrics
