@@ -1,4 +1,5 @@
-"""What commands and trainers share at run time: the device and the numeric precision (the console: console.py)."""
+"""What commands and trainers share at run time: the device and the numeric precision (the console: console.py);
+what `bgedit doctor` reports about the machine (`system_report`)."""
 
 from __future__ import annotations
 
@@ -212,6 +213,26 @@ def auto_precision_by_command() -> dict[str, Any]:
     for key, decision in sorted(workload_decisions().items()):
         out[key] = {**decision, "precision": out["train (every stage)"]} if forced or not status["fast"] else decision
     return out
+
+
+def system_report() -> dict[str, Any]:
+    """What `bgedit doctor` lists about this machine: Python, torch, CUDA devices, the CPU model, its flags,
+    threads and what `--precision auto` picks (on CPU and per command family)."""
+    cuda = torch.cuda.is_available()
+    try:
+        mkldnn_bf16: bool | None = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        mkldnn_bf16 = None
+    return {
+        "python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
+        "cuda_available": cuda, "cuda_version": torch.version.cuda,
+        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "cpu": cpu_model(), "cpu_flags": cpu_flags(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkldnn_bf16": mkldnn_bf16,
+        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "auto_precision_cpu": resolve_precision("auto", torch.device("cpu")), "cpu_bf16": cpu_bf16_status(),
+        "auto_precision_by_command": auto_precision_by_command(),
+    }
 
 
 def resolve_precision(name: str, device: torch.device, allowed: Sequence[str] = PRECISIONS,

@@ -51,6 +51,17 @@ def test_doctor_json_all_missing(cli, home):
     assert system["torch_threads"] == torch.get_num_threads() and system["cpu"]
 
 
+def test_doctor_report_is_what_the_command_prints(cli, home):
+    from bgedit_cli import __version__
+    from bgedit_cli.pipelines.bundles import doctor_report
+
+    report = doctor_report(verify=False)
+    assert report["bgedit"] == __version__ and report["home"] == str(home)
+    assert [w["key"] for w in report["weights"]] == ["clip", "alexnet", "inception", "moco"]
+    assert report["bundle"]["path"] == str(home / "models" / "default") and report["system"]["cpu"]
+    assert json.loads(json.dumps(report, default=str)) == doctor_json(cli)
+
+
 def test_doctor_json_found_files_and_bundle(cli, home):
     from bgedit_cli.checkpoint import save_checkpoint
 

@@ -116,6 +116,17 @@ def test_doctor_shows_the_decision_per_command(cli, measured):
     assert table.exit_code == 0 and "train(everystage):bf16" in flat and "tiny|batch1:fp32(measured" in flat
 
 
+def test_system_report_is_plain_facts_with_the_auto_decision(measured, monkeypatch):
+    measured(supported=True, fp32_s=1.0, bf16_s=0.4)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    s = runtime.system_report()
+    assert s["torch"] == torch.__version__ and s["cuda_available"] is False and s["cuda_devices"] == []
+    assert list(s["cpu_flags"]) == list(runtime.CPU_FLAGS) and s["mkldnn_bf16"] is True
+    assert s["auto_precision_cpu"] == "bf16" and s["cpu_bf16"]["speedup"] == 2.5
+    assert s["auto_precision_by_command"] == {"train (every stage)": "bf16"}
+    json.dumps(s)  # plain values only
+
+
 def test_auto_skips_the_probe_where_bf16_is_slow_or_overridden(measured, monkeypatch):
     net = torch.nn.Linear(4, 4)
     workload, calls = busy_workload("w", fp32_matmuls=40, bf16_matmuls=1, module=net)

@@ -4,8 +4,6 @@ a missing file is reported with where to get it and where to put it."""
 
 from __future__ import annotations
 
-import os
-import platform
 from typing import Annotated, Any
 
 import typer
@@ -23,13 +21,9 @@ def doctor(
 
     Example: bgedit doctor --verify
     """
-    from bgedit_cli import __version__
-    from bgedit_cli.bundle import bgedit_home, default_bundle
-    from bgedit_cli.pipelines.bundles import inspect
-    from bgedit_cli.weights import weights_status
+    from bgedit_cli.pipelines.bundles import doctor_report
 
-    report = {"bgedit": __version__, "home": str(bgedit_home()), "weights": weights_status(verify),
-              "bundle": inspect(default_bundle()).to_dict(), "system": system_report()}
+    report = doctor_report(verify=verify)
     if json_out:
         print_json(report)
     else:
@@ -37,7 +31,7 @@ def doctor(
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Collect.
+# Render.
 
 
 def _auto_precision(s: dict[str, Any]) -> str:
@@ -48,33 +42,6 @@ def _auto_precision(s: dict[str, Any]) -> str:
         lines.append(f"  {command}: " + (d if isinstance(d, str) else
                                          f"{d['precision']} (measured fp32 {d['fp32_s']} s, bf16 {d['bf16_s']} s)"))
     return "\n".join(lines + ["  other commands: measured the first time they run with auto"])
-
-
-def system_report() -> dict[str, Any]:
-    """Python, torch, CUDA devices, the CPU model, its flags, threads and what `--precision auto` picks."""
-    import torch
-
-    from bgedit_cli.runtime import auto_precision_by_command, cpu_bf16_status, cpu_flags, cpu_model, resolve_precision
-
-    cuda = torch.cuda.is_available()
-    try:
-        mkldnn_bf16: bool | None = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        mkldnn_bf16 = None
-    return {
-        "python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
-        "cuda_available": cuda, "cuda_version": torch.version.cuda,
-        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
-        "cpu": cpu_model(), "cpu_flags": cpu_flags(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkldnn_bf16": mkldnn_bf16,
-        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-        "auto_precision_cpu": resolve_precision("auto", torch.device("cpu")), "cpu_bf16": cpu_bf16_status(),
-        "auto_precision_by_command": auto_precision_by_command(),
-    }
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Render.
 
 
 def print_tables(report: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """What `bgedit bundle install|show`, `bgedit doctor` and `bgedit info` do with bundles and their files.
 
     report = inspect(locate("default"), hashes=True)   # BundleReport: each network present, missing or unreadable
+    facts = doctor_report(verify=False)                 # bgedit doctor: weight files, default bundle, machine
     done = install(Path("models/demo"), "default")      # Installed: $BGEDIT_HOME/models/default -> models/demo
     info = describe_file(Path("models/demo/text.safetensors"))   # FileInfo: one weight or latent file's header
 
@@ -17,9 +18,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bgedit_cli import __version__
 from bgedit_cli.bundle import BUNDLE_FILES, bgedit_home, default_bundle
 from bgedit_cli.checkpoint import file_digest, read_header
 from bgedit_cli.errors import CheckpointError, InputError, OutputExistsError
+from bgedit_cli.runtime import system_report
+from bgedit_cli.weights import weights_status
 
 CARD = "MODEL_CARD.md"
 
@@ -86,6 +90,13 @@ def inspect(bundle: Path, *, hashes: bool = False) -> BundleReport:
     return BundleReport(path=bundle, exists=bundle.is_dir(), files=files,
                         link=os.readlink(bundle) if bundle.is_symlink() else None,
                         model_card=card if card.is_file() else None)
+
+
+def doctor_report(*, verify: bool = False) -> dict[str, Any]:
+    """What `bgedit doctor` shows: the version, `$BGEDIT_HOME`, each auxiliary weight file (`verify`: hashed now),
+    the default bundle and the machine (`runtime.system_report`)."""
+    return {"bgedit": __version__, "home": str(bgedit_home()), "weights": weights_status(verify),
+            "bundle": inspect(default_bundle()).to_dict(), "system": system_report()}
 
 
 def is_bundle_name(name: str) -> bool:
