@@ -230,6 +230,26 @@ def test_train_errors(base_bundle, scenes, tmp_path, cli, monkeypatch):
     assert not (bundle / "text.safetensors").exists()
 
 
+def test_read_prompts_from_the_option_or_the_file(tmp_path, cli):
+    from bgedit_cli.errors import InputError
+    from bgedit_cli.training.configs import read_prompts
+
+    assert read_prompts(None, None) is None
+    assert read_prompts(" snow, ,a village ", None) == ("snow", "a village")
+    listed = tmp_path / "prompts.txt"
+    listed.write_text("snow\n\n  a village, at dusk  \n", encoding="utf-8")
+    assert read_prompts(None, listed) == ("snow", "a village, at dusk")  # one prompt a line, commas kept
+    with pytest.raises(InputError, match="not both"):
+        read_prompts("snow", listed)
+    (tmp_path / "latin1.txt").write_bytes("neige \xe9t\xe9".encode("latin-1"))
+    for bad in (tmp_path / "nowhere.txt", tmp_path / "latin1.txt"):
+        with pytest.raises(InputError, match=f"--prompts-file {bad}: cannot read it"):
+            read_prompts(None, bad)
+    args = ["train", "text", "--data", tmp_path, "--model", tmp_path, "--quiet"]
+    assert_clean_error(cli([*args, "--prompts-file", tmp_path / "nowhere.txt"]), "--prompts-file", "cannot read it")
+    assert_clean_error(cli([*args, "--prompts", "snow", "--prompts-file", listed]), "not both")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Editing.
 

@@ -63,23 +63,12 @@ def train_text(
     Example: bgedit train text --data scenes/ --model bundle/ --prompts "snow,night,ocean" --preset demo
     """
     from bgedit_cli.bundle import resolve_bundle
-    from bgedit_cli.errors import InputError
+    from bgedit_cli.training.configs import read_prompts
     from bgedit_cli.training.text import TextTrainOptions
     from bgedit_cli.training.text import train_text as run_training
 
-    if prompts is not None and prompts_file is not None:
-        raise InputError("give --prompts or --prompts-file, not both.")
-    prompt_list = None
-    if prompts is not None:
-        prompt_list = tuple(p.strip() for p in prompts.split(",") if p.strip())
-    elif prompts_file is not None:
-        try:
-            lines = prompts_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"--prompts-file {prompts_file}: cannot read it ({exc}).") from None
-        prompt_list = tuple(line.strip() for line in lines if line.strip())
-    overrides = {"prompts": prompt_list, "text_encoder": False if no_text_encoder else None, "alpha": alpha,
-                 "condition": condition, "steps": steps, "batch_size": batch_size, "lr": lr,
+    overrides = {"prompts": read_prompts(prompts, prompts_file), "text_encoder": False if no_text_encoder else None,
+                 "alpha": alpha, "condition": condition, "steps": steps, "batch_size": batch_size, "lr": lr,
                  "clip_lambda": clip_lambda, "sim_lambda": sim_lambda, "latent_lambda": latent_lambda,
                  "direction_lambda": direction_lambda, "layout_lambda": layout_lambda,
                  "keep_layout": None if keep_layout is None else tuple(p.strip() for p in keep_layout.split(",")

@@ -13,8 +13,9 @@ from bgedit_cli.training.configs.base import StageConfig, WarmupCosine, format_v
 from bgedit_cli.training.configs.image import (AUGMENT_MODES, DEFAULT_POLICY, GeneratorTrainConfig,
                                                SegmenterTrainConfig)
 from bgedit_cli.training.configs.inversion import INVERSION_VARIANTS, SCHEDULES, InversionTrainConfig
-from bgedit_cli.training.configs.text import LATENT_SOURCES, MAPPER_CONDITIONS, ClipTrainConfig, TextTrainConfig
+from bgedit_cli.training.configs.text import (LATENT_SOURCES, MAPPER_CONDITIONS, ClipTrainConfig, TextTrainConfig,
+                                              read_prompts)
 
 __all__ = ["AUGMENT_MODES", "DEFAULT_POLICY", "INVERSION_VARIANTS", "LATENT_SOURCES", "MAPPER_CONDITIONS", "SCHEDULES",
            "ClipTrainConfig", "GeneratorTrainConfig", "InversionTrainConfig", "SegmenterTrainConfig", "StageConfig",
-           "TextTrainConfig", "WarmupCosine", "format_value", "launch", "shell_word"]
+           "TextTrainConfig", "WarmupCosine", "format_value", "launch", "read_prompts", "shell_word"]

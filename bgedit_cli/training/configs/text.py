@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, ClassVar
 
 from bgedit_cli.errors import InputError
@@ -78,6 +79,23 @@ class TextTrainConfig(StageConfig):
         if self.keep_layout is not None:
             return tuple(self.keep_layout)
         return tuple(p for p in self.prompts if p in STYLE_NAMES)
+
+
+def read_prompts(prompts: str | None, prompts_file: Path | None) -> tuple[str, ...] | None:
+    """The `prompts` override of `bgedit train text`: `--prompts` split at commas, or `--prompts-file`'s lines
+    (UTF-8), blanks dropped and ends stripped; None when neither is given. Both given, or a file that cannot be
+    read, is an InputError."""
+    if prompts is not None and prompts_file is not None:
+        raise InputError("give --prompts or --prompts-file, not both.")
+    if prompts is not None:
+        return tuple(p.strip() for p in prompts.split(",") if p.strip())
+    if prompts_file is None:
+        return None
+    try:
+        lines = Path(prompts_file).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--prompts-file {prompts_file}: cannot read it ({exc}).") from None
+    return tuple(line.strip() for line in lines if line.strip())
 
 
 @dataclasses.dataclass(frozen=True)
