@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("metrics/convert", ("metrics", "convert")),
     ("losses", ("losses",)),
     ("pipelines", ("pipelines",)),
-    ("training/report", ("training", "report")),
+    ("training", ("training",)),
     ("cli", ("cli", "__main__")),
 )
 CLI_UNITS = ("cli", "__main__")

@@ -315,6 +315,25 @@ def test_report_references_existing_pngs_by_relative_path(cli, scenes, bundle, t
     assert_clean_error(again, "--report", "--force")
 
 
+def test_run_checks_the_report_folder_first_then_evaluates_and_writes_it(folders, tmp_path, monkeypatch):
+    from bgedit_cli.errors import OutputExistsError
+    from bgedit_cli.pipelines import evaluation
+
+    opts = evaluation.EvalOptions(metrics=("l2", "psnr"), device="cpu", real=folders["real"], fake=folders["fake"],
+                                  paired=True)
+    plain = evaluation.run(opts)
+    assert plain.report is None and "report" not in plain.seconds and plain.device == "cpu" and not plain.figures
+    report, stages = tmp_path / "report", []
+    ev = evaluation.run(opts, report_dir=report, progress=lambda stage, done, total: stages.append(stage))
+    assert ev.report == str(report / "index.html") and (report / "index.html").is_file() and ev.figures
+    assert ev.seconds["report"] > 0 and ev.to_json()["report"] == ev.report and stages
+    assert ev.to_json()["metrics"] == plain.to_json()["metrics"]
+
+    monkeypatch.setattr(evaluation, "evaluate_folders", lambda *a: pytest.fail("evaluated before the check"))
+    with pytest.raises(OutputExistsError, match="--report .* not empty"):
+        evaluation.run(opts, report_dir=report)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Errors.
 

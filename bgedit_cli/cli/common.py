@@ -142,6 +142,34 @@ def make_progress(quiet: bool = False):
                     console=err_console, disable=quiet, transient=True)
 
 
+class StageProgress:
+    """Bars on stderr for a pipeline's `progress(stage, done, total)` callback, one per stage. They appear with the
+    first report (under torchrun the pipelines report on rank 0 only) and vanish at the end. `disable`: none at all
+    (--quiet); a stage whose known total is below `min_total` gets none (a single input needs no bar)."""
+
+    def __init__(self, disable: bool = False, min_total: int = 0) -> None:
+        self.disable, self.min_total = disable, min_total
+        self.bar: Any = None
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> "StageProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if self.disable or (total is not None and total < self.min_total):
+            return
+        if self.bar is None:
+            self.bar = make_progress()
+            self.bar.start()
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(stage, total=total)
+        self.bar.update(self.tasks[stage], completed=done, total=total)
+
+
 class TransferProgress:
     """Rich bars on stderr, one per (item, stage): bytes with size, speed and ETA for downloading, verifying and
     unpacking; a file count for "checking ..." stages. `callback(label)` gives one item's `download.Progress`."""

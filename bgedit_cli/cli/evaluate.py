@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from bgedit_cli.cli.common import (BatchOpt, DeviceOpt, ForceOpt, InversionOpt, JsonOpt, ModelOpt, QuietOpt,
-                                   RefineStepsOpt, cli_command, err_console, make_progress, print_json)
+                                   RefineStepsOpt, StageProgress, cli_command, err_console, print_json)
 
 METRICS_HELP = "comma-separated: l2, lpips, fid, kid, psnr, ms_ssim, fd_clip, swd; or all"
 
@@ -61,42 +61,22 @@ def evaluate(
     On N GPUs: torchrun --nproc_per_node N -m bgedit_cli evaluate ... (each process scores its share of the
     images; the numbers are those of one process)
     """
-    import time
-
-    from bgedit_cli.distributed import join
     from bgedit_cli.errors import InputError
     from bgedit_cli.nn.inversion import VARIANTS
-    from bgedit_cli.pipelines.evaluation import METRICS, EvalOptions, evaluate_bundle, evaluate_folders, parse_names
-    from bgedit_cli.report import check_report_dir, write_report
+    from bgedit_cli.pipelines.evaluation import METRICS, EvalOptions, parse_names, run
 
     if (data is None) == (real is None and fake is None) or (data is None and (real is None or fake is None)):
         raise InputError("give --data DIR (evaluate a bundle) or both --real DIR and --fake DIR (two folders).")
-    d, dev = join(device)
-    opts = EvalOptions(metrics=parse_names(metrics, METRICS, "--metrics"), batch_size=batch_size, device=str(dev),
-                       precision=precision,
-                       seed=seed, inception=inception, alexnet=alexnet, clip=clip, model=model,
-                       figures=report is not None, data=data, split=split, inversion=inversion, text=text, steps=steps,
-                       limit=limit, mixing_scenes=mixing_scenes, real=real, fake=fake, paired=paired,
-                       resolution=resolution,
+    opts = EvalOptions(metrics=parse_names(metrics, METRICS, "--metrics"), batch_size=batch_size, device=device,
+                       precision=precision, seed=seed, inception=inception, alexnet=alexnet, clip=clip, model=model,
+                       data=data, split=split, inversion=inversion, text=text, steps=steps, limit=limit,
+                       mixing_scenes=mixing_scenes, real=real, fake=fake, paired=paired, resolution=resolution,
                        variants=None if variants is None else parse_names(variants, VARIANTS, "--variants"))
-    if report is not None:
-        check_report_dir(report, force)
 
-    with make_progress(quiet or not err_console.is_terminal or not d.is_main) as bar:  # no bar in a log file
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        ev = (evaluate_bundle if data is not None else evaluate_folders)(opts, progress, d)
-    if not d.is_main:  # under torchrun every rank holds the whole evaluation; rank 0 shows it
+    with StageProgress(disable=quiet or not err_console.is_terminal) as progress:  # no bar in a log file
+        ev = run(opts, report_dir=report, force=force, progress=progress)
+    if ev is None:  # under torchrun every rank holds the whole evaluation; rank 0 shows it
         return
-    if report is not None:
-        t = time.perf_counter()
-        ev.report = str(write_report(report, ev))
-        ev.seconds["report"] = time.perf_counter() - t
 
     if json_out:
         print_json(ev.to_json())

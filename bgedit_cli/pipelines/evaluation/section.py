@@ -15,7 +15,7 @@ A result (`SectionResult`) gives its JSON (`to_json`), the cells it adds to Tabl
 metric -> `MetricResult`) and its own tables (`tables`). A section whose `requires` gives a reason yields
 `Skipped(reason)`: `{"skipped": reason}` in the JSON and a note. A section with `has_json = False` has no key of
 its own: it adds Table 1 cells or figures only. Tables and figures are data (strings, tensors): the
-terminal and the HTML report draw them (bgedit_cli/report.py, cli/evaluate.py).
+terminal and the HTML report draw them (report.py, cli/evaluate.py).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 
 The tables are the evaluation's own (`ev.tables()`: Table 1 first, then each section's): the same as the
 terminal shows. The page is plain HTML with a little CSS: images by relative path, so the folder can be moved
-or opened from disk; no scripts. Used by the CLI only (it sits above `pipelines/`).
+or opened from disk; no scripts. `bgedit evaluate` writes it through `pipelines.evaluation.run`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 
 from bgedit_cli.errors import OutputExistsError
 from bgedit_cli.io import image_columns, save_png
-from bgedit_cli.pipelines.evaluation import Evaluation, Figure, Table
+from bgedit_cli.pipelines.evaluation.result import Evaluation
+from bgedit_cli.pipelines.evaluation.section import Figure, Table
 
 CSS = """body{font:15px/1.45 system-ui,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}table{border-collapse:collapse;margin:.6em 0}
