@@ -115,6 +115,35 @@ def test_invert_files_streams_its_inputs(bundle, tmp_path):
     assert seen == [[], ["img0.png"], ["img0.png"]]  # outputs are written as each batch is done
 
 
+def test_invert_paths_is_the_command_in_one_call(bundle, tmp_path):
+    """`bgedit invert`'s one call: inputs (arguments with their maps, then a list), models, progress, failures."""
+    from bgedit_cli.distributed import Dist
+    from bgedit_cli.errors import InputError
+    from bgedit_cli.pipelines.invert import invert_paths
+
+    b = bundle
+    stages, failures = [], []
+    run = invert_paths([b / "img0.png", b / "broken.png", b / "img1.png"], tmp_path / "a", seg=[b / "seg0.png"],
+                       model=b / "model", device="cpu", steps=1, batch_size=1, save_seg=True,
+                       progress=lambda *p: stages.append(p), on_failure=failures.append)
+    assert run.shard == Dist() and run.variant == "proposed" and len(run.generator_sha256) == 64
+    assert [d["input"] for d in run.report.done] == [str(b / "img0.png"), str(b / "img1.png")]
+    assert [f.input for f in failures] == [str(b / "broken.png")] and failures == run.report.failed
+    assert stages == [("inverting", k, 3) for k in range(4)]  # at once, then after each batch
+    assert np.array_equal(load_seg(tmp_path / "a" / "img0.seg.png"), load_seg(b / "seg0.png", 16))  # its own map
+
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"{b / 'img1.png'}\n")
+    stages.clear()
+    run = invert_paths([b / "img0.png"], tmp_path / "b", files_from=listed, model=b / "model", variant="baseline",
+                       device="cpu", steps=1, progress=lambda *p: stages.append(p))
+    assert run.variant == "baseline" and [d["input"] for d in run.report.done] == [str(b / "img0.png"),
+                                                                                   str(b / "img1.png")]
+    assert stages[0] == ("inverting", 0, None) and stages[-1] == ("inverting", 2, None)  # a list: no total
+    with pytest.raises(InputError, match="--files-from .*no such file"):
+        invert_paths(None, tmp_path / "c", files_from=tmp_path / "nowhere.txt", model=b / "model", device="cpu")
+
+
 def test_invert_usage_errors(cli, bundle, tmp_path):
     b = bundle
     res = cli(["invert", b / "img0.png", "--seg", b / "seg0.png", "--seg", b / "seg1.png", "--model", b / "model",

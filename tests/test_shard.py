@@ -151,3 +151,25 @@ def test_ranks_take_whole_batches_and_together_cover_every_input_once(tmp_path):
     merged = merge_reports(reports)
     assert merged.done == one.done and merged.failed == one.failed
     assert gather_report(one, Dist()) is one
+
+
+def test_input_list_and_progress_of_a_rank(tmp_path):
+    """The pieces of invert_paths / edit_paths that depend on the rank: stdin is refused under torchrun (every
+    process reads the whole list), and progress is rank 0's share only."""
+    from bgedit_cli.pipelines.batch import input_paths, stage_progress
+
+    listed = tmp_path / "list.txt"
+    listed.write_bytes(b"b.png\0c.png\0")
+    paths = input_paths([Path("a.png")], listed, Dist(rank=1, world_size=2))  # every rank reads every input
+    assert list(paths) == [Path("a.png"), Path("b.png"), Path("c.png")]
+    with pytest.raises(InputError, match="under torchrun every process reads the whole list"):
+        input_paths(None, Path("-"), Dist(rank=0, world_size=2))
+    input_paths(None, Path("-"), Dist())  # one process may read stdin (lazily: nothing is read here)
+
+    seen = []
+    assert stage_progress(seen.append, "inverting", 4, Dist(rank=1, world_size=2)) is None
+    assert stage_progress(None, "inverting", 4, Dist()) is None
+    advance = stage_progress(lambda *p: seen.append(p), "inverting", 4, Dist(rank=0, world_size=2))
+    advance(2)
+    advance(1)
+    assert seen == [("inverting", 0, 4), ("inverting", 2, 4), ("inverting", 3, 4)]

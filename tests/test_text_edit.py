@@ -285,6 +285,30 @@ def test_text_edit_images_and_latents(trained, scenes, tmp_path, cli):
     assert not np.array_equal(edit("--seed", "1", "--alpha", "0"), edit("--seed", "2", "--alpha", "0"))
 
 
+def test_edit_paths_is_the_command_in_one_call(trained, scenes, tmp_path):
+    """`bgedit text-edit`'s one call: inputs, models, the text model and its prompt gate, progress, failures."""
+    from bgedit_cli.distributed import Dist
+    from bgedit_cli.errors import InputError
+    from bgedit_cli.pipelines.text_edit import edit_paths
+
+    images = sorted((scenes / "images" / "validation").glob("*.png"))[:2]
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    stages, failures = [], []
+    run = edit_paths([images[0], bad, images[1]], "snow", out_dir=tmp_path / "edits", model=trained, device="cpu",
+                     steps=1, batch_size=2, samples=2, progress=lambda *p: stages.append(p),
+                     on_failure=failures.append)
+    assert run.shard == Dist() and run.match.prompt == "snow" and run.match.ranking[0][0] == "snow"
+    assert run.alpha == 0.5 and run.text_encoder  # the text model's alpha; trained with its Text Encoder
+    assert [d["input"] for d in run.report.done] == [str(p) for p in images] and failures == run.report.failed
+    assert [f.input for f in failures] == [str(bad)] and stages[0] == ("editing", 0, 3) and stages[-1][1] == 3
+    assert len(list((tmp_path / "edits").glob("*.snow.*.png"))) == 4
+    assert edit_paths([images[0]], "night", out=tmp_path / "one.png", model=trained, device="cpu", steps=1,
+                      alpha=0.2).alpha == 0.2
+    with pytest.raises(InputError, match="--out FILE .* or --out-dir"):
+        edit_paths([images[0]], "snow", model=trained, device="cpu", steps=1)
+
+
 def test_text_edit_errors(trained, scenes, tmp_path, cli, monkeypatch):
     from bgedit_cli.pipelines import models as module
 

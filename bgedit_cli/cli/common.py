@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, Optional, TypeVar
+from typing import Annotated, Any, Callable, Optional, TypeVar
 
 import typer
 
@@ -80,30 +80,10 @@ def report_training(summary: dict[str, Any], json_out: bool, quiet: bool, line: 
         err_console.print(line(summary))
 
 
-def input_paths(paths: list[Path] | None, files_from: Path | None, d: Any) -> Iterator[Path]:
-    """The command's input paths: the arguments, then `--files-from`'s list, streamed. Checks the list first (a
-    missing file; stdin under torchrun, where every process reads the whole list, is refused)."""
-    from bgedit_cli.errors import InputError
-    from bgedit_cli.pipelines.batch import read_file_list
-
+def require_inputs(paths: list[Path] | None, files_from: Path | None) -> None:
+    """A many-inputs command (invert, text-edit) given no input at all: a usage error (exit 2)."""
     if not paths and files_from is None:
         raise typer.BadParameter("give input files as arguments or with --files-from.", param_hint="IMAGES")
-    if files_from is not None and str(files_from) == "-" and d.enabled:
-        raise InputError("--files-from -: under torchrun every process reads the whole list; give a file.")
-    if files_from is not None and str(files_from) != "-" and not files_from.is_file():
-        raise InputError(f"--files-from {files_from}: no such file.")
-
-    def stream() -> Iterator[Path]:
-        yield from paths or []
-        if files_from is None:
-            return
-        if str(files_from) == "-":
-            yield from read_file_list(sys.stdin.buffer)
-        else:
-            with open(files_from, "rb") as f:
-                yield from read_file_list(f)
-
-    return stream()
 
 
 def report_batch(report: Any, d: Any, *, json_out: bool, quiet: bool, result: dict[str, Any], message: str) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from bgedit_cli.cli.common import (BatchOpt, DeviceOpt, FilesFromOpt, ForceOpt, GeneratorOpt, InversionOpt, JsonOpt,
                                    ModelOpt, PrecisionOpt, QuietOpt, RefineStepsOpt, SegmenterOpt, SkipExistingOpt,
-                                   cli_command, input_paths, make_progress, print_failure, report_batch)
+                                   StageProgress, cli_command, print_failure, report_batch, require_inputs)
 
 
 @cli_command
@@ -42,29 +42,19 @@ def invert(
     Many files: find scenes/ -name '*.jpg' -print0 | bgedit invert --files-from - --out inv/ --skip-existing;
     on N GPUs: torchrun --nproc_per_node N -m bgedit_cli invert --files-from list.txt --out inv/
     """
-    from bgedit_cli.distributed import join, main_process_first
-    from bgedit_cli.pipelines.batch import Source, share_size
-    from bgedit_cli.pipelines.invert import invert_files
-    from bgedit_cli.pipelines.models import load_models
+    from bgedit_cli.pipelines.invert import invert_paths
 
     if seg and len(seg) != len(images or []):
         raise typer.BadParameter(f"got {len(seg)} map(s) for {len(images or [])} image(s); give one per image, in "
                                  "order (the maps of --files-from's files are predicted).", param_hint="--seg")
-    d, dev = join(device)
-    paths = input_paths(images, files_from, d)
-    with main_process_first(d):  # under torchrun: one `--precision auto` decision for all
-        models = load_models(model, variant, str(dev), generator=generator, inversion=inversion, segmenter=segmenter,
-                             precision=precision)
-    sources = (Source(path, seg[k] if k < len(seg or []) else None) for k, path in enumerate(paths))
-    if files_from is None:
-        sources = list(sources)
-    total = None if files_from is not None else share_size(len(images), batch_size, d)
-    with make_progress(quiet or not d.is_main or (total is not None and total <= 1)) as bar:
-        task = bar.add_task("inverting", total=total)
-        report = invert_files(models, sources, out, steps=steps, batch_size=batch_size, save_seg=save_seg,
-                              force=force, skip_existing=skip_existing, shard=d,
-                              progress=lambda n: bar.advance(task, n), on_failure=None if d.enabled else print_failure)
+    require_inputs(images, files_from)
+    with StageProgress(disable=quiet, min_total=2) as progress:
+        run = invert_paths(images, out, seg=seg, files_from=files_from, model=model, variant=variant,
+                           generator=generator, inversion=inversion, segmenter=segmenter, device=device,
+                           precision=precision, steps=steps, batch_size=batch_size, save_seg=save_seg, force=force,
+                           skip_existing=skip_existing, progress=progress, on_failure=print_failure)
+    report = run.report
     skipped = f" ({len(report.skipped)} skipped: their outputs exist)" if report.skipped else ""
-    report_batch(report, d, json_out=json_out, quiet=quiet, message=f"Inverted {len(report.done)} image(s) into "
-                 f"{out}{skipped}.", result={"out": str(out), "variant": models.net.variant, "steps": steps,
-                                             "generator_sha256": models.generator_sha256})
+    report_batch(report, run.shard, json_out=json_out, quiet=quiet, message=f"Inverted {len(report.done)} image(s) "
+                 f"into {out}{skipped}.", result={"out": str(out), "variant": run.variant, "steps": steps,
+                                                  "generator_sha256": run.generator_sha256})

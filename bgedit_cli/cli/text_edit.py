@@ -9,7 +9,7 @@ import typer
 
 from bgedit_cli.cli.common import (BatchOpt, DeviceOpt, FilesFromOpt, ForceOpt, GeneratorOpt, InversionOpt, JsonOpt,
                                    ModelOpt, PrecisionOpt, QuietOpt, RefineStepsOpt, SegmenterOpt, SkipExistingOpt,
-                                   cli_command, input_paths, make_progress, print_failure, report_batch)
+                                   StageProgress, cli_command, print_failure, report_batch, require_inputs)
 
 
 @cli_command
@@ -56,35 +56,23 @@ def text_edit(
     Many files: bgedit text-edit --files-from latents.txt "snowy night" --out-dir edits/ (under torchrun
     --nproc_per_node N -m bgedit_cli: N processes, one per GPU, share them)
     """
-    from bgedit_cli.distributed import join, main_process_first
     from bgedit_cli.errors import InputError
-    from bgedit_cli.pipelines.batch import Source, share_size
-    from bgedit_cli.pipelines.models import load_models, load_text_model
-    from bgedit_cli.pipelines.text_edit import edit_files
+    from bgedit_cli.pipelines.text_edit import edit_paths
 
     if out is not None and (len(sources or []) > 1 or files_from is not None or samples > 1):
         raise InputError("--out takes one source and one sample; use --out-dir for several.")
+    require_inputs(sources, files_from)
+    with StageProgress(disable=quiet, min_total=2) as progress:
+        run = edit_paths(sources, prompt, out=out, out_dir=out_dir, files_from=files_from, model=model, text=text,
+                         clip=clip, generator=generator, inversion=inversion, segmenter=segmenter, device=device,
+                         precision=precision, alpha=alpha, strength=strength, seed=seed, samples=samples,
+                         force_prompt=force_prompt, steps=steps, batch_size=batch_size, force=force,
+                         skip_existing=skip_existing, progress=progress, on_failure=print_failure)
 
-    d, dev = join(device)
-    paths = input_paths(sources, files_from, d)
-    with main_process_first(d):  # under torchrun: one `--precision auto` decision for all
-        models = load_models(model, None, str(dev), generator=generator, inversion=inversion, segmenter=segmenter,
-                             precision=precision)
-    text_model = load_text_model(models, text=text, clip=clip)
-    match = text_model.gate(prompt, force=force_prompt)
-    total = None if files_from is not None else share_size(len(sources), batch_size, d)
-    with make_progress(quiet or not d.is_main or (total is not None and total <= 1)) as bar:
-        task = bar.add_task("editing", total=total)
-        report = edit_files(models, text_model, match, (Source(p) for p in paths), out=out, out_dir=out_dir,
-                            alpha=alpha, strength=strength, seed=seed, samples=samples, steps=steps,
-                            batch_size=batch_size, force=force, skip_existing=skip_existing, shard=d,
-                            progress=lambda n: bar.advance(task, n), on_failure=None if d.enabled else print_failure)
-
-    editor = text_model.editor
+    report, match = run.report, run.match
     skipped = f"; {len(report.skipped)} skipped: their edits exist" if report.skipped else ""
-    report_batch(report, d, json_out=json_out, quiet=quiet,
+    report_batch(report, run.shard, json_out=json_out, quiet=quiet,
                  message=f'Edited {len(report.done)} source(s) toward "{prompt}" (nearest trained prompt: '
                          f'"{match.ranking[0][0]}", cosine {match.nearest:.2f}{skipped}).',
                  result={"prompt": prompt, "nearest_trained": match.ranking[:3], "samples": samples, "seed": seed,
-                         "alpha": editor.cfg.alpha if alpha is None else alpha, "strength": strength,
-                         "text_encoder": editor.text_encoder is not None})
+                         "alpha": run.alpha, "strength": strength, "text_encoder": run.text_encoder})

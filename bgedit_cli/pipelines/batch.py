@@ -23,6 +23,9 @@ smaller), so which inputs share a batch, and with it every output byte, does not
 Under torchrun (`shard`), rank r of N does the batches b with b % N == r and claims every input (so the
 collisions are the same as in one process); `gather_report` then gives every rank the whole report.
 
+`input_paths(ARGS, FILES_FROM, shard)` streams a command's inputs (its arguments, then a `--files-from` list);
+`stage_progress` turns the loop's progress(n) into a command's progress(stage, done, total), on rank 0.
+
 Items are consumed from any iterable (a list, a generator reading a file list) as the loop goes, and at most one
 batch of inputs and results is held at a time: beyond the report and the claimed output names (a line per
 input), memory does not grow with the number of inputs, and an item's files exist as soon as its batch is done.
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Protocol, TypeVar
 
@@ -193,6 +197,45 @@ def gather_report(report: BatchReport, shard: Dist | None) -> BatchReport:
     if shard is None or not shard.enabled:
         return report
     return merge_reports(all_gather_objects(report, shard))
+
+
+def input_paths(paths: Iterable[Path] | None, files_from: Path | None, shard: Dist) -> Iterator[Path]:
+    """A command's input paths: `paths` (its arguments), then `files_from`'s list (`-`: stdin), streamed by
+    `read_file_list`. The list is checked first: a missing file is an InputError, and so is stdin under torchrun
+    (every process reads the whole list)."""
+    if files_from is not None and str(files_from) == "-" and shard.enabled:
+        raise InputError("--files-from -: under torchrun every process reads the whole list; give a file.")
+    if files_from is not None and str(files_from) != "-" and not Path(files_from).is_file():
+        raise InputError(f"--files-from {files_from}: no such file.")
+
+    def stream() -> Iterator[Path]:
+        yield from paths or []
+        if files_from is None:
+            return
+        if str(files_from) == "-":
+            yield from read_file_list(sys.stdin.buffer)
+        else:
+            with open(files_from, "rb") as f:
+                yield from read_file_list(f)
+
+    return stream()
+
+
+def stage_progress(progress: Callable[[str, int, int | None], None] | None, stage: str, total: int | None,
+                   shard: Dist) -> Callable[[int], None] | None:
+    """`run_batches`' progress(n) as a command's progress(stage, done, total) (`total` None: not known, a
+    streamed list), reported at 0 at once; under torchrun on rank 0 only (its own share)."""
+    if progress is None or not shard.is_main:
+        return None
+    done = 0
+    progress(stage, done, total)
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        progress(stage, done, total)
+
+    return advance
 
 
 PATH_MAX = 4096  # the longest path on Linux: a NUL-separated list has a NUL within its first PATH_MAX + 1 bytes

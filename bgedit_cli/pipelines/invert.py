@@ -18,8 +18,9 @@ Deltas combine as `theta * (1 + delta_img + delta_seg)`; the baseline variant ha
 
 For the commands (and evaluation) on a bundle's `Models`: `load_item` reads an image and its map,
 `run_inversion` inverts a batch (maps missing from it are predicted by `predict_seg`), `inversion_for` reads a
-latent file or inverts an image. These read the input files they are given. `invert_files` (`bgedit invert`)
-inverts many files in batches and writes each one's reconstruction and latent file (pipelines/batch.py).
+latent file or inverts an image. These read the input files they are given. `invert_files` inverts many files
+in batches and writes each one's reconstruction and latent file (pipelines/batch.py); `invert_paths` is
+`bgedit invert`: torchrun, the input list, the bundle's networks, then `invert_files`.
 """
 
 from __future__ import annotations
@@ -31,16 +32,16 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from bgedit_cli.distributed import Dist
+from bgedit_cli.distributed import Dist, join, main_process_first
 from bgedit_cli.errors import InputError
 from bgedit_cli.io import load_image, load_seg, one_hot_seg, save_png, save_seg, to_uint8
 from bgedit_cli.latent import Deltas, Inversion, is_latent_path, latent_path, load_latent, save_latent, sum_deltas
 from bgedit_cli.nn.inversion import InversionNet
 from bgedit_cli.nn.ops import assert_shape
 from bgedit_cli.nn.stylegan2 import Generator, NoiseMode
-from bgedit_cli.pipelines.batch import (BatchReport, Failure, Source, check_out_dir, gather_report,
-                                        run_batches)
-from bgedit_cli.pipelines.models import Models
+from bgedit_cli.pipelines.batch import (BatchReport, Failure, Source, check_out_dir, gather_report, input_paths,
+                                        run_batches, share_size, stage_progress)
+from bgedit_cli.pipelines.models import Models, load_models
 from bgedit_cli.runtime import autocast, autocast_for
 
 Progress = Callable[[int, int], None]
@@ -275,3 +276,42 @@ def invert_files(models: Models, sources: Iterable[Source], out: Path, *, steps:
         report = run_batches(job, sources, batch_size=batch_size, force=force, skip_existing=skip_existing,
                              shard=shard, progress=progress, on_failure=on_failure)
     return gather_report(report, shard)
+
+
+@dataclasses.dataclass(frozen=True)
+class InvertRun:
+    """What `invert_paths` did: every rank's report, this process under torchrun, and what inverted."""
+
+    report: BatchReport
+    shard: Dist
+    variant: str
+    generator_sha256: str
+
+
+def invert_paths(images: list[Path] | None, out: Path, *, seg: list[Path] | None = None,
+                 files_from: Path | None = None, model: Path | None = None, variant: str | None = None,
+                 generator: Path | None = None, inversion: Path | None = None, segmenter: Path | None = None,
+                 device: str = "auto", precision: str = "auto", steps: int = 5, batch_size: int = 4,
+                 save_seg: bool = False, force: bool = False, skip_existing: bool = False,
+                 progress: Callable[[str, int, int | None], None] | None = None,
+                 on_failure: Callable[[Failure], None] | None = None) -> InvertRun:
+    """`bgedit invert`: join torchrun's processes (one without it), read the inputs (`images`, with `seg[k]` the
+    map of `images[k]`, then `files_from`'s list, streamed), load the bundle's networks on this process's device
+    (rank 0 first, so that a CPU's `--precision auto` decision is measured once and read by every rank) and
+    `invert_files` them. `progress(stage, done, total)`: this rank's share (total None for a streamed list), on
+    rank 0 only; `on_failure(failure)` as each input fails, in one process only (under torchrun rank 0 has them
+    all in the returned report)."""
+    d, dev = join(device)
+    paths = input_paths(images, files_from, d)
+    with main_process_first(d):  # under torchrun: one `--precision auto` decision for all
+        models = load_models(model, variant, str(dev), generator=generator, inversion=inversion, segmenter=segmenter,
+                             precision=precision)
+    sources: Iterable[Source] = (Source(path, seg[k] if k < len(seg or []) else None)
+                                 for k, path in enumerate(paths))
+    if files_from is None:
+        sources = list(sources)
+    total = None if files_from is not None else share_size(len(images or []), batch_size, d)
+    report = invert_files(models, sources, out, steps=steps, batch_size=batch_size, save_seg=save_seg, force=force,
+                          skip_existing=skip_existing, shard=d, progress=stage_progress(progress, "inverting", total, d),
+                          on_failure=None if d.enabled else on_failure)
+    return InvertRun(report, d, models.net.variant, models.generator_sha256)

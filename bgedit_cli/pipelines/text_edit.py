@@ -9,7 +9,8 @@ result depends on (image, prompt, seed, k) only -- not on the batch it was compu
 Output order: image n's samples are rows n * K .. n * K + K - 1. The K samples are one batched generator call
 (the inversion's deltas repeated per sample); callers chunk large batches. `edit_files` (`bgedit text-edit`)
 edits image or latent files in batches and writes each edit as its batch is done (pipelines/batch.py); the text
-model and the prompt gate are pipelines/models.py's `load_text_model` and `TextModel.gate`.
+model and the prompt gate are pipelines/models.py's `load_text_model` and `TextModel.gate`. `edit_paths` is
+`bgedit text-edit`: torchrun, the input list, the networks, the prompt gate, then `edit_files`.
 """
 
 from __future__ import annotations
@@ -21,16 +22,16 @@ from typing import Callable, Iterable
 
 import torch
 
-from bgedit_cli.distributed import Dist
+from bgedit_cli.distributed import Dist, join, main_process_first
 from bgedit_cli.errors import InputError
 from bgedit_cli.io import save_png, to_uint8
 from bgedit_cli.latent import SUFFIX as LATENT_SUFFIX
 from bgedit_cli.nn.stylegan2 import Generator, NoiseMode
 from bgedit_cli.nn.text_encoder import TextEditor
-from bgedit_cli.pipelines.batch import (BatchReport, Failure, Source, check_out_dir, gather_report,
-                                        run_batches)
+from bgedit_cli.pipelines.batch import (BatchReport, Failure, Source, check_out_dir, gather_report, input_paths,
+                                        run_batches, share_size, stage_progress)
 from bgedit_cli.pipelines.invert import Inversion, inversion_for, render
-from bgedit_cli.pipelines.models import Models, PromptMatch, TextModel
+from bgedit_cli.pipelines.models import Models, PromptMatch, TextModel, load_models, load_text_model
 from bgedit_cli.pipelines.models import nearest_trained_prompts  # noqa: F401 (its home before models.py)
 from bgedit_cli.runtime import autocast
 
@@ -149,3 +150,44 @@ def edit_files(models: Models, text: TextModel, match: PromptMatch, sources: Ite
     report = run_batches(job, sources, batch_size=batch_size, force=force, skip_existing=skip_existing, shard=shard,
                          progress=progress, on_failure=on_failure)
     return gather_report(report, shard)
+
+
+@dataclasses.dataclass(frozen=True)
+class EditRun:
+    """What `edit_paths` did: every rank's report, this process under torchrun, the prompt's match to the trained
+    prompts, the alpha used and whether the text model has a Text Encoder."""
+
+    report: BatchReport
+    shard: Dist
+    match: PromptMatch
+    alpha: float
+    text_encoder: bool
+
+
+def edit_paths(sources: list[Path] | None, prompt: str, *, out: Path | None = None, out_dir: Path | None = None,
+               files_from: Path | None = None, model: Path | None = None, text: Path | None = None,
+               clip: Path | None = None, generator: Path | None = None, inversion: Path | None = None,
+               segmenter: Path | None = None, device: str = "auto", precision: str = "auto",
+               alpha: float | None = None, strength: float = 1.0, seed: int = 0, samples: int = 1,
+               force_prompt: bool = False, steps: int = 5, batch_size: int = 8, force: bool = False,
+               skip_existing: bool = False, progress: Callable[[str, int, int | None], None] | None = None,
+               on_failure: Callable[[Failure], None] | None = None) -> EditRun:
+    """`bgedit text-edit`: join torchrun's processes (one without it), read the inputs (`sources`, then
+    `files_from`'s list, streamed), load the bundle's networks on this process's device (rank 0 first: one
+    `--precision auto` decision for all) and the text model, gate `prompt` (`force_prompt`: edit even far from
+    the trained prompts) and `edit_files` them. `progress` and `on_failure`: as `invert.invert_paths`."""
+    d, dev = join(device)
+    paths = input_paths(sources, files_from, d)
+    with main_process_first(d):  # under torchrun: one `--precision auto` decision for all
+        models = load_models(model, None, str(dev), generator=generator, inversion=inversion, segmenter=segmenter,
+                             precision=precision)
+    text_model = load_text_model(models, text=text, clip=clip)
+    match = text_model.gate(prompt, force=force_prompt)
+    total = None if files_from is not None else share_size(len(sources or []), batch_size, d)
+    report = edit_files(models, text_model, match, (Source(p) for p in paths), out=out, out_dir=out_dir, alpha=alpha,
+                        strength=strength, seed=seed, samples=samples, steps=steps, batch_size=batch_size,
+                        force=force, skip_existing=skip_existing, shard=d,
+                        progress=stage_progress(progress, "editing", total, d),
+                        on_failure=None if d.enabled else on_failure)
+    editor = text_model.editor
+    return EditRun(report, d, match, editor.cfg.alpha if alpha is None else alpha, editor.text_encoder is not None)
