@@ -115,7 +115,7 @@ def test_the_loss_moves_the_edit_toward_the_prompt(base_bundle, scenes, tmp_path
     from bgedit_cli.nn.clip_model import ClipEncoder
     from bgedit_cli.training.configs import TextTrainConfig
     from bgedit_cli.training.runner import StageRun
-    from bgedit_cli.training.text import TextStage, TextTrainOptions, sample_codes
+    from bgedit_cli.training.text import TextStage, TextTrainOptions, layout_prompts, sample_codes
 
     G = load_network(base_bundle / "generator.safetensors", "generator").requires_grad_(False)
     clip = load_network(base_bundle / "clip.safetensors", "clip")
@@ -144,14 +144,14 @@ def test_layout_term_applies_to_layout_keeping_prompts_only(base_bundle, scenes,
     from bgedit_cli.training.common import read_log
     from bgedit_cli.training.configs import TextTrainConfig
     from bgedit_cli.training.runner import StageRun
-    from bgedit_cli.training.text import TextStage, TextTrainOptions, sample_codes
+    from bgedit_cli.training.text import TextStage, TextTrainOptions, layout_prompts, sample_codes
 
     G = load_network(base_bundle / "generator.safetensors", "generator").requires_grad_(False)
     S = load_network(base_bundle / "segmenter.safetensors", "segmenter").eval().requires_grad_(False)
     encoder = ClipEncoder(load_network(base_bundle / "clip.safetensors", "clip"), name="clip",
                           sha256=file_sha256(base_bundle / "clip.safetensors"))
     cfg = TextTrainConfig.for_preset("tiny", prompts=("snow", "ocean"), layout_lambda=1.0)
-    assert cfg.layout_prompts() == ("snow",)  # "ocean" may move the layout
+    assert layout_prompts(cfg, scenes) == ("snow",)  # "ocean" may move the layout
     run = StageRun.open("text", tmp_path / "unit", device="cpu", resume=False)
     codes = sample_codes(G, 4, seed=0, truncation=0.7, device=torch.device("cpu"))
     stage = TextStage(cfg, TextTrainOptions(data=scenes, bundle=tmp_path / "unit", device="cpu"), run, G, "sha",
@@ -176,6 +176,27 @@ def test_layout_term_applies_to_layout_keeping_prompts_only(base_bundle, scenes,
     assert_clean_error(train(cli, scenes, bundle, "--force", "--keep-layout", "fog", "--layout-lambda", "1"),
                        "--keep-layout: fog not among the trained prompts")
     assert_clean_error(train(cli, scenes, bundle, "--force", "--prompts", "ocean", "--layout-lambda", "1"),
+                       "no trained prompt keeps the layout")
+
+
+def test_layout_prompts_are_the_data_s_own_style_names(base_bundle, scenes, tmp_path, cli):
+    """Without --keep-layout the layout term keeps the trained prompts that the data's vocabulary.json names as
+    looks, not the renderer's current table."""
+    import dataclasses
+
+    from bgedit_cli.data.synth import read_vocabulary, write_vocabulary
+    from bgedit_cli.training.configs import TextTrainConfig
+    from bgedit_cli.training.text import layout_prompts
+
+    cfg = TextTrainConfig.for_preset("tiny", prompts=("snow", "ocean", "night"))
+    assert cfg.layout_prompts(("ocean", "dusk")) == ("ocean",)
+    assert dataclasses.replace(cfg, keep_layout=("night",)).layout_prompts(()) == ("night",)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_vocabulary(data, dataclasses.replace(read_vocabulary(scenes), style_names=("dusk", "ocean")))
+    assert layout_prompts(cfg, data) == ("ocean",) and layout_prompts(cfg, scenes) == ("snow", "night")
+    bundle = new_bundle(base_bundle, tmp_path / "b")
+    assert_clean_error(train(cli, data, bundle, "--prompts", "snow,night", "--layout-lambda", "1"),
                        "no trained prompt keeps the layout")
 
 

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from bgedit_cli.bundle import bundle_file
 from bgedit_cli.checkpoint import file_sha256, load_network, read_checkpoint, save_checkpoint
 from bgedit_cli.data.ade20k import ADE20KDataset
+from bgedit_cli.data.synth import read_vocabulary
 from bgedit_cli.errors import InputError
 from bgedit_cli.io import image_columns, one_hot_seg, save_png
 from bgedit_cli.losses.clip_loss import build_similarity_loss, clip_loss
@@ -171,7 +172,7 @@ class TextStage(StageBase):
             condition=cfg.condition, alpha=cfg.alpha, clip_name=encoder.name, clip_sha256=encoder.sha256,
             generator_sha256=g_sha).to(self.device).train()
         self.neutral_emb = encoder.encode_text([self.editor.cfg.neutral_prompt]).detach()
-        keep = set(cfg.layout_prompts())
+        keep = set(layout_prompts(cfg, opts.data)) if segmenter is not None else set()
         self.keep_layout = torch.tensor([p in keep for p in cfg.prompts], device=self.device)
         self.editor.set_prompts(self.prompt_embs.cpu().to(self.editor.prompt_embs), self.neutral_emb[0])
         self.sim_loss, self.sim_name = build_similarity_loss(encoder, opts.moco, device=self.device)
@@ -294,6 +295,12 @@ class TextStage(StageBase):
         return {**dataclasses.asdict(self.cfg), "similarity_loss": self.sim_name, "val": metrics}
 
 
+def layout_prompts(cfg: TextTrainConfig, data: Path) -> tuple[str, ...]:
+    """The prompts whose edits must keep the layout: `--keep-layout`, else the trained prompts that are named looks
+    of the data at `data` (its vocabulary.json; the renderer's looks for a folder without one)."""
+    return cfg.layout_prompts(read_vocabulary(data).style_names)
+
+
 def train_text(opts: TextTrainOptions) -> dict[str, Any]:
     """Run (or resume) a text-editor training; returns a summary (paths, settings, CLIP gains on held-out codes)."""
     run = StageRun.open(STAGE, opts.bundle, device=opts.device, resume=opts.resume)
@@ -306,7 +313,7 @@ def train_text(opts: TextTrainOptions) -> dict[str, Any]:
     encoder = load_clip(run.bundle, opts.clip, run.device)
     segmenter = None
     if cfg.layout_lambda > 0:
-        if not cfg.layout_prompts():
+        if not layout_prompts(cfg, opts.data):
             raise InputError("--layout-lambda: no trained prompt keeps the layout; name them with --keep-layout.")
         segmenter = load_network(bundle_file(run.bundle, "segmenter"), "segmenter", run.device)
         segmenter = segmenter.eval().requires_grad_(False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 from bgedit_cli.errors import InputError
 from bgedit_cli.training.configs.base import (FINAL_LR_HELP, MAX_WARMUP_HELP, WARMUP_HELP, StageConfig,
@@ -46,7 +46,7 @@ class TextTrainConfig(StageConfig):
                                        "reconstruction's classes), for the prompts of --keep-layout", omit=0)
     keep_layout: tuple[str, ...] | None = stage_field(None, "prompts whose edits must keep the layout (comma "
                                                        "separated; default: the trained prompts that are "
-                                                       "synthetic style names)")
+                                                       "style names of the data's vocabulary)")
     latent_source: str = stage_field("inversion", "training codes: inversion (the training split inverted with the "
                                              "bundle's inversion model), samples (the generator's) or both",
                                 flag="--latents")
@@ -72,13 +72,12 @@ class TextTrainConfig(StageConfig):
             raise InputError(f"--keep-layout: {', '.join(unknown)} not among the trained prompts "
                              f"({', '.join(self.prompts)}).")
 
-    def layout_prompts(self) -> tuple[str, ...]:
-        """The prompts the layout term applies to: `keep_layout`, else the trained synthetic style names."""
-        from bgedit_cli.data.synth import STYLE_NAMES
-
+    def layout_prompts(self, style_names: Sequence[str]) -> tuple[str, ...]:
+        """The prompts the layout term applies to: `keep_layout`, else the trained prompts among `style_names`, the
+        data's named looks (`data.synth.read_vocabulary(DATA).style_names`: its own vocabulary.json)."""
         if self.keep_layout is not None:
             return tuple(self.keep_layout)
-        return tuple(p for p in self.prompts if p in STYLE_NAMES)
+        return tuple(p for p in self.prompts if p in style_names)
 
 
 def read_prompts(prompts: str | None, prompts_file: Path | None) -> tuple[str, ...] | None:
