@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,30 @@ torch.set_num_threads(1)  # tests run in parallel workers; one thread each is fa
 # `--precision auto` picks bf16 on CPUs where it is fast; the suite's reference values are fp32 everywhere
 # (tests/test_precision.py checks the decision itself).
 os.environ.setdefault("BGEDIT_CPU_BF16", "0")
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """No test talks to any address but this machine's loopback (downloads go to tests/local_http.py servers):
+    a connection anywhere else fails the test at once instead of reaching the network."""
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def check(sock: socket.socket, address) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
+            raise AssertionError(f"a test tried to connect to {address!r}; tests may use 127.0.0.1 only")
+
+    def connect(sock, address):
+        check(sock, address)
+        return real_connect(sock, address)
+
+    def connect_ex(sock, address):
+        check(sock, address)
+        return real_connect_ex(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
 
 
 @pytest.fixture(scope="session")

@@ -330,3 +330,9 @@ def test_fetched_inception_and_alexnet_give_fid_kid_and_lpips(cli, home, server,
     for name in ("fid", "kid", "lpips"):
         assert metrics[name]["value"] is not None and np.isfinite(metrics[name]["value"]), metrics[name]
     assert metrics["fid"]["value"] > 0 and metrics["lpips"]["value"] > 0
+
+
+def test_tests_cannot_reach_past_loopback():
+    # conftest.loopback_only: a download test that forgot its local server fails instead of going online.
+    with pytest.raises(AssertionError, match="127.0.0.1 only"):
+        socket.create_connection(("192.0.2.1", 80), timeout=0.1)  # TEST-NET-1, never routed
