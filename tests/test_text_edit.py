@@ -115,7 +115,7 @@ def test_the_loss_moves_the_edit_toward_the_prompt(base_bundle, scenes, tmp_path
     from bgedit_cli.nn.clip_model import ClipEncoder
     from bgedit_cli.training.configs import TextTrainConfig
     from bgedit_cli.training.runner import StageRun
-    from bgedit_cli.training.text import TextStage, TextTrainOptions, layout_prompts, sample_codes
+    from bgedit_cli.training.text import TextStage, TextTrainOptions, sample_codes
 
     G = load_network(base_bundle / "generator.safetensors", "generator").requires_grad_(False)
     clip = load_network(base_bundle / "clip.safetensors", "clip")

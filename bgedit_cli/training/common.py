@@ -1,8 +1,8 @@
 """Pieces the stage runner (training/runner.py) and the stages share: processes, logs, progress, data order.
 
-- `init_distributed` / `train_device` (from bgedit_cli/distributed.py, which the sharded commands share): rank and
-  world size from torchrun's environment, the device per rank; `all_reduce_mean`, `any_ranks`,
-  `all_gather_objects`, `sum_over_ranks`: the collectives the stages use.
+- Processes (joining torchrun, the device per rank, `all_gather_objects`) are bgedit_cli/distributed.py, which
+  the sharded commands share; here `all_reduce_mean`, `any_ranks`, `sum_over_ranks`: the collectives only the
+  stages use.
 - `RunLog.write(step=..., **scalars)`: one JSON object per line in `RUN/log.jsonl`, flushed at once.
 - `TrainProgress`: a rich progress bar on stderr with step, images/s, losses and ETA (rank 0, not --quiet).
 - `resumable_batches`: the data order as a function of (seed, epoch), resumable mid-epoch.
@@ -26,8 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.data import DataLoader
 
 from bgedit_cli.console import err_console
-from bgedit_cli.distributed import Dist, all_gather_objects, init_distributed  # noqa: F401 (the stages' imports)
-from bgedit_cli.distributed import rank_device as train_device
+from bgedit_cli.distributed import Dist
 from bgedit_cli.errors import InputError
 
 

@@ -32,7 +32,7 @@ from bgedit_cli.data.ade20k import ADE20KDataset
 from bgedit_cli.errors import InputError
 from bgedit_cli.io import image_grid, save_png
 from bgedit_cli.metrics.swd import SWDReference, SWDSettings
-from bgedit_cli.training.common import all_gather_objects
+from bgedit_cli.distributed import all_gather_objects
 from bgedit_cli.training.configs import GeneratorTrainConfig
 from bgedit_cli.training.gan import StyleGAN2Trainer, network_config, state_hash, warm_start
 from bgedit_cli.training.runner import DataStream, StageBase, StageOptions, StageRun

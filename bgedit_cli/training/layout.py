@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from bgedit_cli.io import IGNORE_ID
-from bgedit_cli.latent import Deltas, sum_deltas
+from bgedit_cli.latent import Deltas
 from bgedit_cli.pipelines.invert import compose_ws, refine_step, render
 
 MIN_CLASS_PIXELS = 16  # a class must cover this many pixels in both maps to compare its colour

@@ -29,11 +29,12 @@ import torch.distributed as dist
 
 from bgedit_cli.bundle import BUNDLE_FILES, bundle_file, latest_run_dir, new_run_dir
 from bgedit_cli.checkpoint import save_network
+from bgedit_cli.distributed import join
 from bgedit_cli.errors import BgeditError, InputError
 from bgedit_cli.fileio import check_writable
 from bgedit_cli.runtime import resolve_precision
-from bgedit_cli.training.common import (Dist, RunLog, StopRequest, TrainProgress, any_ranks, init_distributed,
-                                        resumable_batches, split_batch, train_device)
+from bgedit_cli.training.common import (Dist, RunLog, StopRequest, TrainProgress, any_ranks, resumable_batches,
+                                        split_batch)
 from bgedit_cli.training.configs import StageConfig
 from bgedit_cli.training.state import gather_rng_states, load_state, restore_rng_states, save_state
 
@@ -169,8 +170,7 @@ class StageRun:
     @classmethod
     def open(cls, name: str, bundle: Path, *, device: str, resume: bool) -> "StageRun":
         bundle = Path(bundle).expanduser()
-        d = init_distributed(train_device(device))
-        dev = train_device(device, d)
+        d, dev = join(device)
         run_dir = state = None
         if resume:
             run_dir = _shared_run_dir(bundle, name, d, resume=True)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from bgedit_cli.checkpoint import read_checkpoint, save_checkpoint
-from bgedit_cli.training.common import all_gather_objects
+from bgedit_cli.distributed import all_gather_objects
 
 
 def _encode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:

@@ -102,7 +102,7 @@ def profile(preset: str, precision: str, batch: int, top: int) -> None:
     events = prof.key_averages()
     ops = sorted(events, key=lambda e: -e.self_cpu_time_total)
     prof_total = sum(e.self_cpu_time_total for e in ops) / 1e6
-    print(f"\n| op (self) | calls | profiler s | share |\n| --- | ---: | ---: | ---: |")
+    print("\n| op (self) | calls | profiler s | share |\n| --- | ---: | ---: | ---: |")
     for e in ops[:top]:
         print(f"| {e.key} | {e.count} | {e.self_cpu_time_total / 1e6:.3f} | "
               f"{e.self_cpu_time_total / 1e6 / prof_total:.1%} |")
