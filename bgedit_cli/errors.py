@@ -6,6 +6,11 @@ The CLI turns any `BgeditError` into one `Error: ...` line on stderr and exit co
 from __future__ import annotations
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (whitespace runs, newlines included, become one space)."""
+    return " ".join(str(exc).split())
+
+
 class BgeditError(Exception):
     """An error caused by the user's input or environment, with a message meant for them."""
 

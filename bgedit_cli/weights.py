@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bgedit_cli.bundle import weights_dir
-from bgedit_cli.errors import BgeditError, CheckpointError, InputError
+from bgedit_cli.errors import BgeditError, CheckpointError, InputError, one_line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,7 +308,7 @@ def fetch_many(names: list[str], *, folder: Path | None = None, mirror: str | No
             row = fetch_weights(spec, folder=folder, mirror=mirror, from_file=from_file, force=force,
                                 progress=progress(spec.key) if progress is not None else None)
         except BgeditError as exc:
-            report.failed.append({"name": spec.key, "error": " ".join(str(exc).split())})
+            report.failed.append({"name": spec.key, "error": one_line(exc)})
             continue
         report.done.append(row)
         if on_done is not None:
@@ -327,7 +327,7 @@ def load_torch_file(path: Path, what: str) -> Any:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as exc:
-        detail = " ".join(str(exc).split())[:200]
+        detail = one_line(exc)[:200]
         raise CheckpointError(f"{path}: not a readable {what} file ({detail}). Re-download it.") from None
 
 

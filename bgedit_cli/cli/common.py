@@ -16,7 +16,7 @@ from typing import Annotated, Any, Callable, Optional, TypeVar
 import typer
 
 from bgedit_cli.console import err_console
-from bgedit_cli.errors import BgeditError
+from bgedit_cli.errors import BgeditError, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,7 +59,7 @@ def cli_command(fn: F) -> F:
         except BgeditError as exc:
             if os.environ.get("BGEDIT_DEBUG") == "1":
                 raise
-            message = " ".join(str(exc).split())
+            message = one_line(exc)
             print(f"Error: {message}", file=sys.stderr)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:

@@ -27,6 +27,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from bgedit_cli.errors import one_line
+
 KID_SCALE = 1e3
 KID_DEGREE = 3
 FID_EPS = 1e-6
@@ -169,7 +171,7 @@ def inception_metrics(real: torch.Tensor | Iterable[torch.Tensor], fake: torch.T
     try:
         net = build_inception(weights, feature_layer=layer, device=device)
     except MissingWeightsError as exc:
-        return {m: MetricResult.unavailable(m, " ".join(str(exc).split()), settings) for m in metrics}
+        return {m: MetricResult.unavailable(m, one_line(exc), settings) for m in metrics}
     settings["weights"] = str(net.weights_path)
     real_f = inception_features(real, net, batch_size=batch_size, progress=progress)
     fake_f = inception_features(fake, net, batch_size=batch_size, progress=progress)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Protocol, TypeVar
 
 from bgedit_cli.distributed import Dist, all_gather_objects
-from bgedit_cli.errors import BgeditError, InputError
+from bgedit_cli.errors import BgeditError, InputError, one_line
 from bgedit_cli.fileio import check_writable
 
 P = TypeVar("P")  # a prepared item
@@ -87,10 +87,6 @@ class BatchJob(Protocol[P, R]):
     def process(self, batch: list[P]) -> R: ...
 
     def write(self, item: P, result: R, index: int) -> None: ...
-
-
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def output_paths(outputs: Outputs) -> list[Path]:

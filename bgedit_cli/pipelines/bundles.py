@@ -21,7 +21,7 @@ from typing import Any
 from bgedit_cli import __version__
 from bgedit_cli.bundle import BUNDLE_FILES, bgedit_home, default_bundle
 from bgedit_cli.checkpoint import file_digest, read_header
-from bgedit_cli.errors import CheckpointError, InputError, OutputExistsError
+from bgedit_cli.errors import CheckpointError, InputError, OutputExistsError, one_line
 from bgedit_cli.runtime import system_report
 from bgedit_cli.weights import weights_status
 
@@ -82,7 +82,7 @@ def inspect(bundle: Path, *, hashes: bool = False) -> BundleReport:
             meta, _ = read_header(path)
             kind, version = meta["bgedit.kind"], int(meta["bgedit.format_version"])
         except CheckpointError as exc:
-            error = " ".join(str(exc).split())
+            error = one_line(exc)
         files.append(NetworkFile(name, path, present=True, kind=kind, format_version=version,
                                  bytes=path.stat().st_size, error=error,
                                  sha256=file_digest(path, "sha256") if hashes else None))

@@ -17,13 +17,14 @@ from typing import Any
 
 import torch
 
+from bgedit_cli.errors import one_line
 from bgedit_cli.metrics import features as fe
 from bgedit_cli.metrics.distribution import MetricResult, fd_clip, fid_kid
 from bgedit_cli.metrics.distribution import library_versions as metric_versions
 from bgedit_cli.metrics.swd import SWD_SCALE, SWDSettings, image_descriptors, normalize_descriptors, \
     swd_from_descriptors, swd_resolutions
 from bgedit_cli.pipelines.evaluation.context import Context
-from bgedit_cli.pipelines.evaluation.scoring import one_line, sha256, to_unit
+from bgedit_cli.pipelines.evaluation.scoring import sha256, to_unit
 from bgedit_cli.pipelines.evaluation.section import MetricRows, Section, SectionResult
 from bgedit_cli.weights import INCEPTION, MissingWeightsError
 

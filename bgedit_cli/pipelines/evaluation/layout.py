@@ -16,13 +16,12 @@ from typing import Any
 
 import torch
 
-from bgedit_cli.errors import CheckpointError, InputError
+from bgedit_cli.errors import CheckpointError, InputError, one_line
 from bgedit_cli.io import one_hot_seg
 from bgedit_cli.latent import Inversion
 from bgedit_cli.metrics.segmentation import confusion_matrix, segmentation_scores
 from bgedit_cli.pipelines.evaluation.context import BundleContext
 from bgedit_cli.pipelines.evaluation.mixing import MixingResult, mixing_pairs, scene_inputs
-from bgedit_cli.pipelines.evaluation.scoring import one_line
 from bgedit_cli.pipelines.evaluation.section import Section, SectionResult, Skipped, Table, fmt
 from bgedit_cli.pipelines.invert import invert
 from bgedit_cli.pipelines.mix import edit_layout

@@ -23,12 +23,12 @@ from typing import Any, Callable
 
 import torch
 
-from bgedit_cli.errors import InputError
+from bgedit_cli.errors import InputError, one_line
 from bgedit_cli.io import load_image, load_seg, one_hot_seg
 from bgedit_cli.latent import Inversion
 from bgedit_cli.nn.inversion import default_seg_layers
 from bgedit_cli.pipelines.evaluation.context import BundleContext
-from bgedit_cli.pipelines.evaluation.scoring import PerImage, means, one_line, score_pairs
+from bgedit_cli.pipelines.evaluation.scoring import PerImage, means, score_pairs
 from bgedit_cli.pipelines.evaluation.section import Section, SectionResult, Skipped, Table, metric_table
 from bgedit_cli.pipelines.invert import invert, render
 from bgedit_cli.pipelines.mix import mix_content, mix_style

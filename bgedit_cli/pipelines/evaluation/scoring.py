@@ -14,7 +14,7 @@ import torch
 
 from bgedit_cli import __version__
 from bgedit_cli.checkpoint import file_sha256
-from bgedit_cli.errors import InputError
+from bgedit_cli.errors import InputError, one_line
 from bgedit_cli.io import to_uint8
 from bgedit_cli.latent import Inversion
 from bgedit_cli.losses.lpips import MIN_SIZE as LPIPS_MIN_SIZE, LPIPS, build_lpips
@@ -66,10 +66,6 @@ def sha256(path: str) -> str:
 
 def weight_info(path: Path) -> dict[str, str]:
     return {"file": str(path), "sha256": sha256(str(path))}
-
-
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def to_u8(img: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,8 @@ import torch
 from bgedit_cli.bundle import BUNDLE_FILES
 from bgedit_cli.data.ade20k_classes import CLASS_NAMES
 from bgedit_cli.data.captions import METADATA, read_captions
-from bgedit_cli.pipelines.evaluation.scoring import one_line, sha256
+from bgedit_cli.errors import one_line
+from bgedit_cli.pipelines.evaluation.scoring import sha256
 from bgedit_cli.pipelines.models import Models, TextModel, load_text_model
 from bgedit_cli.weights import MissingWeightsError
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import torch
 
-from bgedit_cli.errors import CheckpointError, InputError
+from bgedit_cli.errors import CheckpointError, InputError, one_line
 from bgedit_cli.io import load_image
 from bgedit_cli.metrics.pairwise import l2
 from bgedit_cli.pipelines.evaluation.context import BundleContext
 from bgedit_cli.pipelines.evaluation.layout import read_maps
 from bgedit_cli.pipelines.evaluation.mixing import MIX_NAME
-from bgedit_cli.pipelines.evaluation.scoring import PerImage, invert_paths, one_line, take
+from bgedit_cli.pipelines.evaluation.scoring import PerImage, invert_paths, take
 from bgedit_cli.pipelines.evaluation.text_model import (NO_SEA, OCEAN_PROMPT, derangement, scene_metadata,
                                                         text_alphas, unseen_wordings, water_fraction)
 from bgedit_cli.pipelines.text_edit import text_edit
