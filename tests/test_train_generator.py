@@ -143,6 +143,23 @@ def test_resume_after_ctrl_c_matches_a_straight_run(cli, scenes, tmp_path, monke
     assert [r["snapshot_every"] for r in log if r.get("event") in ("start", "resume")] == [100, 100]
 
 
+def test_resume_may_lengthen_the_ema_half_life_and_nothing_else(cli, scenes, tmp_path):
+    args = ("--batch-size", "8", "--seed", "1", "--snapshot-every", "100")
+    straight = train(cli, scenes, tmp_path / "a", "--steps", "4", *args)
+    assert straight.exit_code == 0, (straight.output, straight.exception)
+    assert train(cli, scenes, tmp_path / "b", "--steps", "2", *args).exit_code == 0
+    assert_clean_error(train(cli, scenes, tmp_path / "b", "--resume", "--lr", "0.001"), "g_lr (saved 0.002)")
+
+    resumed = train(cli, scenes, tmp_path / "b", "--resume", "--steps", "4", "--ema-kimg", "0.001")
+    assert resumed.exit_code == 0, (resumed.output, resumed.exception)
+    a, b = load_state_file(tmp_path / "a"), load_state_file(tmp_path / "b")
+    assert a["settings"]["ema_kimg"] == 0.1 and b["settings"]["ema_kimg"] == 0.001
+    # G and D follow the same course; only the average differs (0.001 kimg is below the ramp-up's 1.2 images).
+    for net in ("G", "D"):
+        assert max((a[net][k].float() - b[net][k].float()).abs().max().item() for k in a[net]) <= 1e-6, net
+    assert max((a["G_ema"][k].float() - b["G_ema"][k].float()).abs().max().item() for k in a["G_ema"]) > 1e-6
+
+
 def test_half_then_resume_equals_straight_with_ada(cli, scenes, tmp_path):
     args = ("--batch-size", "8", "--augment", "ada", "--seed", "1", "--snapshot-every", "2")
     assert train(cli, scenes, tmp_path / "a", "--steps", "8", *args).exit_code == 0

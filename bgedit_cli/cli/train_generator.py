@@ -28,6 +28,7 @@ def train_generator(
     lr: Annotated[Optional[float], config_option(Cfg, "g_lr", "--lr", min=0.0)] = None,
     r1_gamma: Annotated[Optional[float], config_option(Cfg, "r1_gamma", min=0.0)] = None,
     pl_weight: Annotated[Optional[float], config_option(Cfg, "pl_weight", min=0.0)] = None,
+    ema_kimg: Annotated[Optional[float], config_option(Cfg, "ema_kimg", min=0.0)] = None,
     channels: Annotated[Optional[str], config_option(Cfg, "channels")] = None,
     init_from: Annotated[Optional[Path], typer.Option(
         "--init-from", help="start G and G_ema from this generator file (same network), D fresh: continue a run "
@@ -56,10 +57,11 @@ def train_generator(
     from bgedit_cli.training.generator import train_generator as run_training
 
     overrides = {"steps": steps, "batch_size": batch_size, "g_lr": lr, "d_lr": lr, "r1_gamma": r1_gamma,
-                 "pl_weight": pl_weight, "augment": augment, "seed": seed, "channels": parse_widths(channels)}
+                 "pl_weight": pl_weight, "ema_kimg": ema_kimg, "augment": augment, "seed": seed,
+                 "channels": parse_widths(channels)}
     opts = GeneratorTrainOptions(data=data, bundle=resolve_bundle(model), preset=preset, overrides=overrides,
-                                 kimg=kimg, init_from=init_from, resume=resume, device=device, precision=precision, workers=workers,
-                                 snapshot_every=snapshot_every, time_limit_min=time_limit, force=force,
+                                 kimg=kimg, init_from=init_from, resume=resume, device=device, precision=precision,
+                                 workers=workers, snapshot_every=snapshot_every, time_limit_min=time_limit, force=force,
                                  progress=not quiet)
     report_training(run_training(opts), json_out, quiet, _summary_line)
 

@@ -58,7 +58,9 @@ class StageConfig(Config):
 
     STAGE: ClassVar[str] = ""  # the command: `bgedit train STAGE`
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
-    LENGTH_FIELDS: ClassVar[tuple[str, ...]] = ("steps",)  # what `--resume` may change
+    # What `--resume` may change: the length, and in a subclass the settings that leave the course of the
+    # trained networks alone (the generator's EMA half-life: it only decides how G_ema averages G).
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("steps",)
 
     preset: str = stage_field("demo", "tiny, demo or paper-256: resolution, network sizes and training defaults")
     steps: int = stage_field(1, "total optimizer steps, counted from the start of the run (with --resume too)")
@@ -95,21 +97,21 @@ class StageConfig(Config):
     @classmethod
     def resolve(cls: type[C], preset: str | None, overrides: dict[str, Any], flags: dict[str, str],
                 saved: dict[str, Any] | None) -> C:
-        """Command line > resumed run > preset. With a saved run only the length may change: any other given
-        value that differs from the run's is refused. `flags` names the option of each overridden field."""
+        """Command line > resumed run > preset. With a saved run only `RESUMABLE_FIELDS` may change: any other
+        given value that differs from the run's is refused. `flags` names the option of each overridden field."""
         if saved is None:
             return cls.for_preset(preset or "demo", **overrides)
         cfg = cls.from_dict(saved)
         given = {"preset": preset, **overrides}
         for name, value in given.items():
-            if value is None or name in cls.LENGTH_FIELDS or value == getattr(cfg, name):
+            if value is None or name in cls.RESUMABLE_FIELDS or value == getattr(cfg, name):
                 continue
             flag = flags.get(name) or next((f for f, names in cls.options().items() if name in names),
                                            "--" + name.replace("_", "-"))
             old = format_value(getattr(cfg, name))
             raise InputError(f"{flag} {format_value(value)} differs from the resumed run's {old}; the run keeps "
                              f"{name} (saved {old}). Leave {flag} out to resume, or start a new run without --resume.")
-        return cfg.replace(**{k: overrides[k] for k in cls.LENGTH_FIELDS if overrides.get(k) is not None})
+        return cfg.replace(**{k: overrides[k] for k in cls.RESUMABLE_FIELDS if overrides.get(k) is not None})
 
     # The command line.
 

@@ -55,6 +55,7 @@ class GeneratorTrainConfig(StageConfig):
     """
 
     STAGE: ClassVar[str] = "generator"
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("steps", "ema_kimg")
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": dict(steps=200, batch_size=8, g_lr=0.002, d_lr=0.002, r1_gamma=0.01, pl_weight=2.0, ema_kimg=0.1,
                      swd_images=64, swd_patches=16, grid_cols=4, grid_rows=2),
@@ -75,7 +76,8 @@ class GeneratorTrainConfig(StageConfig):
     pl_decay: float = 0.01
     pl_batch_shrink: int = 2
     style_mixing_prob: float = 0.9
-    ema_kimg: float = 10.0
+    ema_kimg: float = stage_field(10.0, "half-life of the EMA generator in thousands of images (may change on "
+                                        "--resume: it only sets how G_ema averages G)")
     ema_rampup: float | None = 0.05
     w_avg_beta: float = 0.995
     augment: str = stage_field("none", "none, diffaug (DiffAugment color, translation, cutout) or ada (the same with "
