@@ -201,6 +201,26 @@ def test_lr_schedule():
     assert all(a >= b for a, b in zip(lrs[4:], lrs[5:])) and lrs[-1] < 1e-3
 
 
+def test_degrade_is_seeded_bounded_and_off_at_zero():
+    from bgedit_cli.metrics.pairwise import psnr
+    from bgedit_cli.training.segmenter import degrade
+
+    torch.manual_seed(0)
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(64, 3, 68, 68), 5, stride=1)  # smooth, like renders
+    img = (smooth * 2 - 1).clamp(-1, 1)
+    assert torch.equal(degrade(img, 0.0, torch.Generator().manual_seed(1)), img)
+    a = degrade(img, 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(a, degrade(img, 1.0, torch.Generator().manual_seed(1)))  # the generator decides everything
+    assert not torch.equal(a, degrade(img, 1.0, torch.Generator().manual_seed(2)))
+    assert a.shape == img.shape and a.min() >= -1 and a.max() <= 1
+    changed = (a - img).flatten(1).abs().amax(1) > 1e-6
+    assert 0.8 < changed.float().mean() < 1.0  # each kind at 1/2: about 1/16 of the images get none
+    db = psnr(a[changed], img[changed])
+    assert db.min() > 15 and db.median() < 40  # visible, not destroyed
+    some = degrade(img, 0.25, torch.Generator().manual_seed(3))
+    assert ((some - img).flatten(1).abs().amax(1) > 1e-6).float().mean() < 0.5
+
+
 def test_class_weights():
     from bgedit_cli.training.segmenter import class_weights
 
@@ -264,7 +284,8 @@ def test_train_segmenter_resume_after_ctrl_c_is_exact(scenes, tmp_path, monkeypa
     from bgedit_cli.checkpoint import read_checkpoint
     from bgedit_cli.training import common
 
-    args = ("--steps", "8", "--batch-size", "8", "--eval-every", "0", "--seed", "5", "--progressive", "0.75")
+    args = ("--steps", "8", "--batch-size", "8", "--eval-every", "0", "--seed", "5", "--progressive", "0.75",
+            "--degrade", "0.5")
     straight = train(scenes, tmp_path / "a", *args)
     assert straight.exit_code == 0, straight.output
 

@@ -26,6 +26,7 @@ def train_segmenter(
     lr: Annotated[Optional[float], config_option(Cfg, "lr", min=0.0)] = None,
     class_balance: Annotated[Optional[float], config_option(Cfg, "class_balance", min=0.0, max=1.0)] = None,
     progressive: Annotated[Optional[float], config_option(Cfg, "progressive", min=0.0, max=1.0)] = None,
+    degrade: Annotated[Optional[float], config_option(Cfg, "degrade", min=0.0, max=1.0)] = None,
     resume: ResumeOpt = False,
     seed: Annotated[Optional[int], config_option(Cfg, "seed")] = None,
     device: DeviceOpt = "auto",
@@ -47,7 +48,7 @@ def train_segmenter(
     from bgedit_cli.training.segmenter import train_segmenter as run_training
 
     overrides = {"steps": steps, "batch_size": batch_size, "lr": lr, "class_balance": class_balance,
-                 "progressive": progressive, "seed": seed}
+                 "progressive": progressive, "degrade": degrade, "seed": seed}
     opts = SegmenterTrainOptions(data=data, bundle=resolve_bundle(model), preset=preset, overrides=overrides,
                                  resume=resume, device=device, precision=precision, workers=workers,
                                  eval_every=eval_every, snapshot_every=snapshot_every, time_limit_min=time_limit,

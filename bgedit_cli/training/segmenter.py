@@ -2,9 +2,11 @@
 
 Cross-entropy (label 255 ignored), optionally class-balanced (`class_balance` P: class c weighs f_c^-P, f_c its
 pixel frequency), with AdamW, a linear warm-up then cosine decay to zero over `steps` (the config's schedule
-fields), horizontal flips. With `progressive` F, the first F/2 of the steps run at 1/4 resolution on 16 batches
-at once, the next F/2 at 1/2 on 4 batches (the compute of one full-resolution step for 16x or 4x the images: on CPU this is what makes the demo
-preset reach its accuracy in minutes). Every `eval_every` steps and at the end: pixel accuracy and mIoU on the `validation` split. Writes, under
+fields), horizontal flips and, with `degrade` D, a random degradation of a share D of the images (`degrade`:
+blur, half resolution, gain/offset, noise). With `progressive` F, the first F/2 of the steps run at 1/4
+resolution on 16 batches at once, the next F/2 at 1/2 on 4 batches (the compute of one full-resolution step for
+16x or 4x the images: on CPU this is what makes the demo preset reach its accuracy in minutes). Every
+`eval_every` steps and at the end: pixel accuracy and mIoU on the `validation` split. Writes, under
 the bundle:
 - `segmenter.safetensors` (kind `segmenter`) at every snapshot and at the end;
 - `runs/segmenter-<time>/log.jsonl`: a `start` record, then one record per step (`train/loss`, `lr`, `epoch`)
@@ -82,6 +84,39 @@ class DecodedCache(torch.utils.data.Dataset):
         if self.flip and flip_for(self.seed, self.epoch, index):
             img, seg = img.flip(-1), seg.flip(-1)
         return {"img": img, "seg": seg, "name": self.dataset.names[index], "index": index}
+
+
+def degrade(img: torch.Tensor, share: float, generator: torch.Generator) -> torch.Tensor:
+    """Each image of `img` ([-1, 1], N x 3 x H x W) is degraded with probability `share`: each of four kinds
+    independently with probability 1/2, in this order: Gaussian blur (sigma 0.3-1.5 px), half resolution and back
+    (2x2 average, bilinear), a per-channel gain and offset (+-10%), Gaussian noise (std up to 0.08). What a
+    generator's reconstruction or a photo does to a clean render; the maps stay as they are. Random numbers come
+    from `generator` (CPU) only, so a run's draws do not depend on anything else."""
+    n, c, h, w = img.shape
+    u = torch.rand(n, 9, generator=generator).to(img.device)
+    on = (u[:, 0] < share)[:, None] & (u[:, 1:5] < 0.5)  # which kinds each image gets
+    out = img
+    if on[:, 0].any():  # blur: one separable kernel per image (a delta for the images without blur)
+        radius = 4
+        x = torch.arange(-radius, radius + 1, device=img.device, dtype=img.dtype)
+        sigma = (0.3 + 1.2 * u[:, 5]).to(img.dtype)
+        kernel = torch.exp(-0.5 * (x[None] / sigma[:, None]) ** 2)
+        kernel = torch.where(on[:, :1], kernel / kernel.sum(1, keepdim=True), (x == 0).to(img.dtype)[None])
+        kernel = kernel.repeat_interleave(c, 0)
+        padded = F.pad(out.reshape(1, n * c, h, w), (radius,) * 4, mode="reflect")
+        out = F.conv2d(F.conv2d(padded, kernel[:, None, :, None], groups=n * c), kernel[:, None, None, :],
+                       groups=n * c).reshape(n, c, h, w)
+    if on[:, 1].any():
+        half = F.interpolate(F.avg_pool2d(out, 2), size=(h, w), mode="bilinear", align_corners=False)
+        out = torch.where(on[:, 1, None, None, None], half, out)
+    if on[:, 2].any():
+        gain, offset = torch.rand(2, n, c, 1, 1, generator=generator).to(img.device, img.dtype) * 0.2 - 0.1
+        keep = on[:, 2, None, None, None]
+        out = out * (1 + gain * keep) + offset * keep
+    if on[:, 3].any():
+        noise = torch.randn(n, c, h, w, generator=generator).to(img.device, img.dtype)
+        out = out + noise * (0.08 * u[:, 6] * on[:, 3])[:, None, None, None]
+    return out.clamp(-1, 1)
 
 
 def class_weights(dataset: torch.utils.data.Dataset, num_classes: int, power: float) -> torch.Tensor:
@@ -185,6 +220,9 @@ class SegmenterStage(StageBase):
         parts = [batches.next() for _ in range(k * k)]
         img = torch.cat([b["img"] for b in parts]).to(self.device, non_blocking=True)
         seg = torch.cat([b["seg"] for b in parts]).to(self.device, non_blocking=True)
+        if cfg.degrade > 0:  # seeded by (seed, step, rank): the same draws straight or resumed
+            draws = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 64 + self.d.rank)
+            img = degrade(img, cfg.degrade, draws)
         if k > 1:
             img, seg = F.avg_pool2d(img, k), seg[:, k // 2::k, k // 2::k]
         lr = warmup_cosine_lr(step, cfg.steps, cfg.lr, **cfg.lr_schedule())

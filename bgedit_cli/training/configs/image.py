@@ -29,6 +29,9 @@ class SegmenterTrainConfig(WarmupCosine, StageConfig):
                                        "training maps); 0 = plain cross-entropy")
     progressive: float = stage_field(0.5, "fraction of the steps at reduced resolution: the first half of it at 1/4 "
                                      "with 16x the images per step, the rest at 1/2 with 4x (same compute); 0 = off")
+    degrade: float = stage_field(0.0, "share of the training images given a random degradation (blur, half "
+                                 "resolution, gain/offset, noise), so that reconstructions and photos read as clean "
+                                 "renders do; 0 = off")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -38,6 +41,8 @@ class SegmenterTrainConfig(WarmupCosine, StageConfig):
             raise InputError(f"--class-balance {self.class_balance}: expected a power between 0 and 1.")
         if not 0 <= self.progressive <= 1:
             raise InputError(f"--progressive {self.progressive}: expected a fraction of the steps, 0..1.")
+        if not 0 <= self.degrade <= 1:
+            raise InputError(f"--degrade {self.degrade}: expected a share of the images, 0..1.")
 
 
 AUGMENT_MODES = ("none", "diffaug", "ada")
