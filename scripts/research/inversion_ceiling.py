@@ -3,6 +3,7 @@ encoders): the ceiling that the inversion networks can approach.
 
     python scripts/research/inversion_ceiling.py --data DATA --model BUNDLE [--num 64] [--steps 1000] [--delta-steps 300]
         [--batch-size 16] [--lr 0.05] [--delta-lr 0.002] [--report-at 100,300,600,1000] [--json FILE]
+        [--segmenter FILE ...]
 
 Per batch of validation images (first `--num` by name): W+ starts at the generator's average latent and is
 optimised with Adam on L2 + (1 - MS-SSIM) for `--steps` steps (`wplus` rows); then, from that code, per-image
@@ -12,7 +13,8 @@ with the code for `--delta-steps` more (`wplus+deltas` rows). Scores at each `--
 depends only on its own code, so batching does not change the result. When the bundle has a segmenter, the
 final reconstructions of each phase (and the inputs) are also read by it against the ground-truth maps (mIoU
 over all images): how much of a scene's layout survives reconstruction at all, which bounds what a layout edit
-can show through the segmenter.
+can show through the segmenter. `--segmenter` names other segmenter files to read the same reconstructions with
+(the bundle's is read first when it has one).
 """
 
 from __future__ import annotations
@@ -90,14 +92,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--delta-lr", type=float, default=0.002)
     ap.add_argument("--report-at", default="100,300,600,1000")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--segmenter", type=Path, nargs="*", default=[], help="more segmenters to read with")
     args = ap.parse_args(argv)
 
     G = load_generator(args.model).generator.requires_grad_(False)
     r = G.cfg.img_resolution
     seg_path = bundle_file(args.model, "segmenter", must_exist=False)
-    seg_net = load_network(seg_path, "segmenter").eval() if seg_path.is_file() else None
-    dataset = ADE20KDataset(args.data, args.split, resolution=r, flip=False, require_seg=seg_net is not None)
-    cms: dict[str, torch.Tensor] = {}
+    readers = {str(p): load_network(p, "segmenter").eval() for p in ([seg_path] if seg_path.is_file() else [])
+               + list(args.segmenter)}
+    dataset = ADE20KDataset(args.data, args.split, resolution=r, flip=False, require_seg=bool(readers))
+    cms: dict[str, dict[str, torch.Tensor]] = {name: {} for name in readers}
     num = min(args.num, len(dataset))
     report_at = {int(s) for s in args.report_at.split(",") if s}
     t = time.time()
@@ -111,24 +115,27 @@ def main(argv: list[str] | None = None) -> dict:
             for step, s in by_step.items():
                 for k, v in s.items():
                     merged.setdefault(phase, {}).setdefault(step, {}).setdefault(k, []).append(v)
-        if seg_net is not None:
+        if readers:
             maps = torch.stack([torch.as_tensor(it["seg"]).long() for it in items])
+        for reader, seg_net in readers.items():
             for name, y in {"input": x, **final}.items():
                 cm = confusion_matrix(seg_net.predict(y.clamp(-1, 1)), maps, seg_net.cfg.num_classes)
-                cms[name] = cms[name] + cm if name in cms else cm
+                cms[reader][name] = cms[reader][name] + cm if name in cms[reader] else cm
         print(f"# {min(start + args.batch_size, num)}/{num} images, {time.time() - t:.0f} s", file=sys.stderr)
     table = {phase: {step: {k: round(torch.cat(v).mean().item(), 4) for k, v in s.items()}
                      for step, s in sorted(by_step.items())} for phase, by_step in merged.items()}
     result = {"images": num, "resolution": r, "ms_ssim_variant": ms_ssim_label(r), "settings": vars(args) | {
         "data": str(args.data), "model": str(args.model), "json": str(args.json)}, "scores": table,
         "seconds": round(time.time() - t, 1),
-        "layout_miou": {name: round(segmentation_scores(cm)["miou"], 4) for name, cm in cms.items()}}
+        "layout_miou": {reader: {name: round(segmentation_scores(cm)["miou"], 4) for name, cm in by_name.items()}
+                        for reader, by_name in cms.items()}}
     print("| phase | step | L2 | PSNR | MS-SSIM |\n|---|---:|---:|---:|---:|")
     for phase, by_step in table.items():
         for step, s in by_step.items():
             print(f"| {phase} | {step} | {s['l2']:.4f} | {s['psnr']:.2f} | {s['ms_ssim']:.4f} |")
-    for name, miou in result["layout_miou"].items():
-        print(f"segmenter mIoU against the ground-truth maps, {name}: {miou:.3f}")
+    for reader, by_name in result["layout_miou"].items():
+        for name, miou in by_name.items():
+            print(f"{reader}: mIoU against the ground-truth maps, {name}: {miou:.3f}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result
