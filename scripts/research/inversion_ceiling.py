@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
     table = {phase: {step: {k: round(torch.cat(v).mean().item(), 4) for k, v in s.items()}
                      for step, s in sorted(by_step.items())} for phase, by_step in merged.items()}
     result = {"images": num, "resolution": r, "ms_ssim_variant": ms_ssim_label(r), "settings": vars(args) | {
-        "data": str(args.data), "model": str(args.model), "json": str(args.json)}, "scores": table,
+        "data": str(args.data), "model": str(args.model), "json": str(args.json),
+        "segmenter": [str(p) for p in args.segmenter]}, "scores": table,
         "seconds": round(time.time() - t, 1),
         "layout_miou": {reader: {name: round(segmentation_scores(cm)["miou"], 4) for name, cm in by_name.items()}
                         for reader, by_name in cms.items()}}
