@@ -143,12 +143,12 @@ def test_resume_after_ctrl_c_matches_a_straight_run(cli, scenes, tmp_path, monke
     assert [r["snapshot_every"] for r in log if r.get("event") in ("start", "resume")] == [100, 100]
 
 
-def test_resume_may_lengthen_the_ema_half_life_and_nothing_else(cli, scenes, tmp_path):
+def test_resume_may_change_the_ema_half_life(cli, scenes, tmp_path):
     args = ("--batch-size", "8", "--seed", "1", "--snapshot-every", "100")
     straight = train(cli, scenes, tmp_path / "a", "--steps", "4", *args)
     assert straight.exit_code == 0, (straight.output, straight.exception)
     assert train(cli, scenes, tmp_path / "b", "--steps", "2", *args).exit_code == 0
-    assert_clean_error(train(cli, scenes, tmp_path / "b", "--resume", "--lr", "0.001"), "g_lr (saved 0.002)")
+    assert_clean_error(train(cli, scenes, tmp_path / "b", "--resume", "--r1-gamma", "1"), "r1_gamma (saved 0.01)")
 
     resumed = train(cli, scenes, tmp_path / "b", "--resume", "--steps", "4", "--ema-kimg", "0.001")
     assert resumed.exit_code == 0, (resumed.output, resumed.exception)
@@ -158,6 +158,24 @@ def test_resume_may_lengthen_the_ema_half_life_and_nothing_else(cli, scenes, tmp
     for net in ("G", "D"):
         assert max((a[net][k].float() - b[net][k].float()).abs().max().item() for k in a[net]) <= 1e-6, net
     assert max((a["G_ema"][k].float() - b["G_ema"][k].float()).abs().max().item() for k in a["G_ema"]) > 1e-6
+
+
+def test_resume_may_lower_the_learning_rate(cli, scenes, tmp_path):
+    from bgedit_cli.training.gan import lazy_ratio
+
+    bundle = tmp_path / "b"
+    assert train(cli, scenes, bundle, "--steps", "2", "--batch-size", "8", "--snapshot-every", "100").exit_code == 0
+    resumed = train(cli, scenes, bundle, "--resume", "--steps", "3", "--lr", "0.0005")
+    assert resumed.exit_code == 0, (resumed.output, resumed.exception)
+    state = load_state_file(bundle)
+    assert state["settings"]["g_lr"] == state["settings"]["d_lr"] == 0.0005
+    # The optimizers run at the new rate (with the tiny preset's lazy corrections: path length every 4, R1 every
+    # 16 steps), not at the one saved with their moments.
+    assert [g["lr"] for g in state["opt_G"]["param_groups"]] == pytest.approx([0.0005 * lazy_ratio(4)])
+    assert [g["lr"] for g in state["opt_D"]["param_groups"]] == pytest.approx([0.0005 * lazy_ratio(16)])
+    log = common.read_log(run_dirs(bundle)[0] / "log.jsonl")
+    commands = [r["command"] for r in log if r.get("event") in ("start", "resume")]
+    assert len(commands) == 2 and "--lr 0.002 " in commands[0] and "--lr 0.0005 " in commands[1]
 
 
 def test_half_then_resume_equals_straight_with_ada(cli, scenes, tmp_path):

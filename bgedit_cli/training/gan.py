@@ -141,9 +141,14 @@ def ema_beta(cfg: GeneratorTrainConfig, nimg: int) -> float:
     return 0.5 ** (cfg.batch_size / max(ema_nimg, 1e-8))
 
 
+def lazy_ratio(interval: int | None) -> float:
+    """The lazy-regularization correction c = k / (k + 1) of the learning rate and betas (k = None: 1)."""
+    return interval / (interval + 1) if interval else 1.0
+
+
 def lazy_adam(params, lr: float, interval: int | None) -> torch.optim.Adam:
-    """Adam(0, 0.99) with the lazy-regularization correction c = k / (k + 1) (k = None: no regularization)."""
-    c = interval / (interval + 1) if interval else 1.0
+    """Adam(0, 0.99) with the lazy-regularization correction c (`lazy_ratio`)."""
+    c = lazy_ratio(interval)
     return torch.optim.Adam(params, lr=lr * c, betas=(0.0**c, 0.99**c), eps=1e-8)
 
 
@@ -172,8 +177,8 @@ class StyleGAN2Trainer:
         self.G = Generator(gcfg).to(device).train()
         self.D = Discriminator(DiscriminatorConfig.matching(gcfg)).to(device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.opt_G = lazy_adam(self.G.parameters(), cfg.g_lr, cfg.pl_interval if cfg.pl_weight > 0 else None)
-        self.opt_D = lazy_adam(self.D.parameters(), cfg.d_lr, cfg.r1_interval if cfg.r1_gamma > 0 else None)
+        self.opt_G = lazy_adam(self.G.parameters(), *self.lr_and_interval("G"))
+        self.opt_D = lazy_adam(self.D.parameters(), *self.lr_and_interval("D"))
         self.scalers = {k: torch.amp.GradScaler("cuda", enabled=precision == "fp16") for k in ("G", "D")}
         self.pl_mean = torch.zeros([], device=device)
         self.ada = AdaptiveP(target=cfg.ada_target, speed_kimg=cfg.ada_kimg, interval=cfg.ada_interval,
@@ -191,6 +196,13 @@ class StyleGAN2Trainer:
         self.G.requires_grad_(False)  # each phase switches on the network it trains
         self.D.requires_grad_(False)
 
+    def lr_and_interval(self, net: str) -> tuple[float, int | None]:
+        """The learning rate of G or D and its lazy-regularization interval (None when that regularizer is off)."""
+        cfg = self.cfg
+        if net == "G":
+            return cfg.g_lr, cfg.pl_interval if cfg.pl_weight > 0 else None
+        return cfg.d_lr, cfg.r1_interval if cfg.r1_gamma > 0 else None
+
     # State.
 
     def state_dict(self) -> dict[str, Any]:
@@ -203,8 +215,11 @@ class StyleGAN2Trainer:
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.G_ema.load_state_dict(state["G_ema"])
-        self.opt_G.load_state_dict(state["opt_G"])
-        self.opt_D.load_state_dict(state["opt_D"])
+        for name, opt in (("G", self.opt_G), ("D", self.opt_D)):
+            opt.load_state_dict(state[f"opt_{name}"])
+            lr, interval = self.lr_and_interval(name)  # the config's, not the saved one: `--resume --lr` lowers it
+            for group in opt.param_groups:
+                group["lr"] = lr * lazy_ratio(interval)
         for name, scaler in self.scalers.items():
             if state.get("scalers", {}).get(name):
                 scaler.load_state_dict(state["scalers"][name])

@@ -58,8 +58,8 @@ class StageConfig(Config):
 
     STAGE: ClassVar[str] = ""  # the command: `bgedit train STAGE`
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
-    # What `--resume` may change: the length, and in a subclass the settings that leave the course of the
-    # trained networks alone (the generator's EMA half-life: it only decides how G_ema averages G).
+    # What `--resume` may change: the length, and in a subclass the settings a long run retunes between legs
+    # (the generator's EMA half-life and learning rate). The resume record in the log holds the new values.
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("steps",)
 
     preset: str = stage_field("demo", "tiny, demo or paper-256: resolution, network sizes and training defaults")

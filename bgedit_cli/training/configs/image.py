@@ -60,7 +60,7 @@ class GeneratorTrainConfig(StageConfig):
     """
 
     STAGE: ClassVar[str] = "generator"
-    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("steps", "ema_kimg")
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("steps", "ema_kimg", "g_lr", "d_lr")  # a long run's later legs
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": dict(steps=200, batch_size=8, g_lr=0.002, d_lr=0.002, r1_gamma=0.01, pl_weight=2.0, ema_kimg=0.1,
                      swd_images=64, swd_patches=16, grid_cols=4, grid_rows=2),
@@ -72,7 +72,8 @@ class GeneratorTrainConfig(StageConfig):
 
     channels: tuple[int, ...] | None = stage_field(None, "G and D widths per resolution 4..R px, comma-separated "
                                                     "(e.g. 128,128,64,64,64); default: the preset's network")
-    g_lr: float = stage_field(0.0025, "Adam learning rate of G and D", flag="--lr")
+    g_lr: float = stage_field(0.0025, "Adam learning rate of G and D (may change on --resume: a long run's later "
+                                      "legs lower it)", flag="--lr")
     d_lr: float = dataclasses.field(default=0.0025, metadata={"flag": "--lr"})  # --lr sets both
     r1_gamma: float = stage_field(0.05, "R1 weight gamma")
     r1_interval: int = 16
@@ -82,7 +83,7 @@ class GeneratorTrainConfig(StageConfig):
     pl_batch_shrink: int = 2
     style_mixing_prob: float = 0.9
     ema_kimg: float = stage_field(10.0, "half-life of the EMA generator in thousands of images (may change on "
-                                        "--resume: it only sets how G_ema averages G)")
+                                        "--resume)")
     ema_rampup: float | None = 0.05
     w_avg_beta: float = 0.995
     augment: str = stage_field("none", "none, diffaug (DiffAugment color, translation, cutout) or ada (the same with "
