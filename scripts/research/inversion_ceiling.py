@@ -3,7 +3,7 @@ encoders): the ceiling that the inversion networks can approach.
 
     python scripts/research/inversion_ceiling.py --data DATA --model BUNDLE [--num 64] [--steps 1000] [--delta-steps 300]
         [--batch-size 16] [--lr 0.05] [--delta-lr 0.002] [--report-at 100,300,600,1000] [--json FILE]
-        [--segmenter FILE ...]
+        [--segmenter FILE ...] [--save DIR]
 
 Per batch of validation images (first `--num` by name): W+ starts at the generator's average latent and is
 optimised with Adam on L2 + (1 - MS-SSIM) for `--steps` steps (`wplus` rows); then, from that code, per-image
@@ -14,7 +14,10 @@ depends only on its own code, so batching does not change the result. When the b
 final reconstructions of each phase (and the inputs) are also read by it against the ground-truth maps (mIoU
 over all images): how much of a scene's layout survives reconstruction at all, which bounds what a layout edit
 can show through the segmenter. `--segmenter` names other segmenter files to read the same reconstructions with
-(the bundle's is read first when it has one).
+(the bundle's is read first when it has one). With a segmenter, the JSON also holds each class's IoU (and
+pixel count in the ground truth) for the inputs and each phase, and a table of the classes that lose the most:
+which content the generator does not draw back. `--save DIR` writes the inputs and the final reconstructions as
+PNGs (DIR/<phase>/<name>.png) to look at.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ import torch
 from bgedit_cli.bundle import bundle_file
 from bgedit_cli.checkpoint import load_network
 from bgedit_cli.data.ade20k import ADE20KDataset
+from bgedit_cli.data.ade20k_classes import CLASS_NAMES
+from bgedit_cli.io import save_png, to_uint8
 from bgedit_cli.metrics.pairwise import ms_ssim, ms_ssim_label, psnr
-from bgedit_cli.metrics.segmentation import confusion_matrix, segmentation_scores
+from bgedit_cli.metrics.segmentation import class_iou, confusion_matrix, segmentation_scores
 from bgedit_cli.pipelines.models import load_generator
 
 
@@ -93,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--report-at", default="100,300,600,1000")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--segmenter", type=Path, nargs="*", default=[], help="more segmenters to read with")
+    ap.add_argument("--save", type=Path, help="write inputs and final reconstructions as PNGs here")
     args = ap.parse_args(argv)
 
     G = load_generator(args.model).generator.requires_grad_(False)
@@ -115,6 +121,10 @@ def main(argv: list[str] | None = None) -> dict:
             for step, s in by_step.items():
                 for k, v in s.items():
                     merged.setdefault(phase, {}).setdefault(step, {}).setdefault(k, []).append(v)
+        if args.save:
+            for name, y in {"input": x, **final}.items():
+                for i, it in enumerate(items):
+                    save_png(args.save / name / f"{it['name']}.png", to_uint8(y[i:i + 1])[0], force=True)
         if readers:
             maps = torch.stack([torch.as_tensor(it["seg"]).long() for it in items])
         for reader, seg_net in readers.items():
@@ -126,10 +136,11 @@ def main(argv: list[str] | None = None) -> dict:
                      for step, s in sorted(by_step.items())} for phase, by_step in merged.items()}
     result = {"images": num, "resolution": r, "ms_ssim_variant": ms_ssim_label(r), "settings": vars(args) | {
         "data": str(args.data), "model": str(args.model), "json": str(args.json),
-        "segmenter": [str(p) for p in args.segmenter]}, "scores": table,
+        "segmenter": [str(p) for p in args.segmenter], "save": args.save and str(args.save)}, "scores": table,
         "seconds": round(time.time() - t, 1),
         "layout_miou": {reader: {name: round(segmentation_scores(cm)["miou"], 4) for name, cm in by_name.items()}
-                        for reader, by_name in cms.items()}}
+                        for reader, by_name in cms.items()},
+        "class_iou": {reader: per_class(by_name) for reader, by_name in cms.items()}}
     print("| phase | step | L2 | PSNR | MS-SSIM |\n|---|---:|---:|---:|---:|")
     for phase, by_step in table.items():
         for step, s in by_step.items():
@@ -137,9 +148,25 @@ def main(argv: list[str] | None = None) -> dict:
     for reader, by_name in result["layout_miou"].items():
         for name, miou in by_name.items():
             print(f"{reader}: mIoU against the ground-truth maps, {name}: {miou:.3f}")
+    for reader, rows in result["class_iou"].items():
+        phases = [p for p in next(iter(rows.values()))["iou"] if p != "input"]
+        print(f"\n{reader}: classes by IoU lost (input - {phases[-1]})")
+        print("| class | pixels | input | " + " | ".join(phases) + " |\n|---|---:|---:|" + "---:|" * len(phases))
+        for name, row in sorted(rows.items(), key=lambda kv: kv[1]["iou"][phases[-1]] - kv[1]["iou"]["input"]):
+            print(f"| {name} | {row['pixels']} | {row['iou']['input']:.3f} | "
+                  + " | ".join(f"{row['iou'][p]:.3f}" for p in phases) + " |")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result
+
+
+def per_class(by_name: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """{class name: {"pixels": ground-truth pixels, "iou": {phase: IoU}}} for the classes in the ground truth."""
+    cm = by_name["input"]
+    pixels = cm.sum(dim=1)
+    ious = {name: class_iou(m) for name, m in by_name.items()}
+    return {CLASS_NAMES[c]: {"pixels": int(pixels[c]), "iou": {name: round(iou[c].item(), 4) for name, iou in ious.items()}}
+            for c in torch.nonzero(pixels).flatten().tolist()}
 
 
 if __name__ == "__main__":
