@@ -254,6 +254,75 @@ def test_stage_by_stage_resume_and_changed_settings(cli, tmp_path):
     assert summary["steps"][0]["action"] == "trained" and "--force" in summary["steps"][0]["command"]
 
 
+LEGS = """
+[data]
+num = 16
+resolution = 16
+val-fraction = 0.25
+mixing-pairs = 0
+workers = 1
+
+[[stage]]
+name = "generator"
+preset = "tiny"
+steps = 2
+batch-size = 4
+
+[[stage]]  # the same run, resumed with a lower learning rate and a longer EMA
+name = "generator-slower"
+continues = "generator"
+lr = 0.001
+ema-kimg = 0.2
+steps = 3
+
+[[stage]]
+name = "generator-longer"
+continues = "generator-slower"
+steps = 4
+"""
+
+
+def test_a_run_in_legs(cli, tmp_path):
+    """`continues`: later legs resume the earlier stage's run with new resumable settings, in the same run."""
+    recipe = tmp_path / "legs.toml"
+    recipe.write_text(LEGS, encoding="utf-8")
+    plan = {s.name: s for s in plan_recipe(load_recipe(recipe), tmp_path / "data", tmp_path / "bundle")[1:]}
+    assert plan["generator-slower"].config == plan["generator"].config.replace(steps=3, g_lr=0.001, d_lr=0.001,
+                                                                               ema_kimg=0.2)
+    assert plan["generator-longer"].config == plan["generator-slower"].config.replace(steps=4)
+    assert plan["generator"].later == (("generator-slower", plan["generator-slower"].config),
+                                       ("generator-longer", plan["generator-longer"].config))
+    assert plan["generator-longer"].command().endswith("--resume")
+
+    # A later leg first: refused, nothing written.
+    args = ["train", "all", "--recipe", recipe, "--data", tmp_path / "data", "--model", tmp_path / "bundle",
+            "--device", "cpu", "--only", "generator-slower"]
+    assert_clean_error(cli(args), "stage generator-slower continues the run of stage generator", "run stage "
+                       "generator first")
+
+    summary, _ = train_all(cli, recipe, tmp_path)
+    assert [(s["action"], s.get("steps")) for s in summary["steps"]] == [
+        ("made", None), ("trained", 2), ("resumed", 3), ("resumed", 4)]
+    runs = list((tmp_path / "bundle" / "runs").iterdir())
+    assert len(runs) == 1  # one run, three legs
+    records = [json.loads(line) for line in (runs[0] / "log.jsonl").read_text().splitlines()]
+    resumes = [r for r in records if r.get("event") == "resume"]
+    assert [("--lr 0.001" in r["command"], "--ema-kimg 0.2" in r["command"]) for r in resumes] == [(True, True)] * 2
+    prov = json.loads(read_header(tmp_path / "bundle" / "generator.safetensors")[0]["bgedit.provenance"])
+    assert prov["steps"] == 4 and prov["settings"]["g_lr"] == 0.001 and prov["settings"]["ema_kimg"] == 0.2
+
+    summary, log = train_all(cli, recipe, tmp_path)  # all legs done
+    assert [s["action"] for s in summary["steps"][1:]] == ["skipped"] * 3 and "finished (4 steps" in log
+
+    # A leg's setting changed after it ran: one clear error naming the leg to start again from.
+    recipe.write_text(LEGS.replace("lr = 0.001", "lr = 0.002"), encoding="utf-8")
+    args[-1] = "generator,generator-slower,generator-longer"
+    assert_clean_error(cli(args), "stage generator-longer: the run", "g_lr 0.001 (recipe: 0.002)",
+                       "--force to train stage generator again")
+    summary, _ = train_all(cli, recipe, tmp_path, "--only", args[-1], "--force")  # the first leg again, then on
+    assert [(s["action"], s["steps"]) for s in summary["steps"]] == [("trained", 2), ("resumed", 3), ("resumed", 4)]
+
+
 @pytest.mark.parametrize("text, message", [
     ("[[stage]]\nname = 'segmenter'\nstepz = 3\n", "stepz: not an option of `bgedit train segmenter`"),
     ("[[stage]]\nname = 'segmenter'\nsteps = 'many'\n", "steps: expected an integer, got 'many'"),
@@ -263,6 +332,11 @@ def test_stage_by_stage_resume_and_changed_settings(cli, tmp_path):
     ("[[stage]]\nname = 'clip'\nreplaces = 'clip.safetensors'\n", "`replaces` needs `bundle`"),
     ("[[stage]]\nname = 'clip'\n[[stage]]\nname = 'clip'\n", "needs a unique `name`"),
     ("[data]\nnumber = 3\n[[stage]]\nname = 'clip'\n", "[data] number: not a `bgedit data synth` option"),
+    ("[[stage]]\nname = 'b'\ncontinues = 'a'\n", "continues = 'a': expected the name of an earlier stage"),
+    ("[[stage]]\nname = 'generator'\n[[stage]]\nname = 'g2'\ncontinues = 'generator'\nbatch-size = 8\n",
+     "batch-size: a stage that continues another may set only steps, time-limit"),
+    ("[[stage]]\nname = 'generator'\nsteps = 9\n[[stage]]\nname = 'g2'\ncontinues = 'generator'\nsteps = 9\n",
+     "steps 9 must be more than the 9 of stage generator"),
     ("stages = 1\n", "unknown key(s) stages"),
     ("[[stage]\n", "not valid TOML"),
 ])

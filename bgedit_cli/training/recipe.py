@@ -21,10 +21,18 @@ A recipe is a TOML file: the data step, then the stages in order, each with the 
     init-from = "inversion.safetensors"   # paths are relative to BUNDLE
     replaces = "inversion.safetensors"    # once the stage is finished, its file replaces this one of BUNDLE
 
+    [[stage]]
+    name = "generator-slower"
+    continues = "generator"               # the same run, resumed: a long run's later leg
+    lr = 0.001                            # only what `--resume` may change (the length, and e.g. the
+    steps = 140000                        # generator's learning rate and EMA half-life)
+
 `plan_recipe` resolves every stage's config (preset + options, checked) and command line without training
 (`--dry-run`); `run_recipe` runs the plan through the stage trainers, resumable stage by stage: a stage whose
 latest run reached its steps with the recipe's settings is skipped, one with a saved state continues it with
-`--resume`, one without starts; re-running the command continues where it stopped.
+`--resume`, one without starts; re-running the command continues where it stopped. A stage that `continues`
+an earlier one is a later leg of that stage's run: it inherits the earlier stage's table and always resumes its
+run, to more steps, with the settings `--resume` may change set anew (`RESUMABLE_FIELDS`).
 """
 
 from __future__ import annotations
@@ -63,7 +71,8 @@ TRAINERS: dict[str, tuple[type[StageConfig], type[StageOptions], Callable[..., d
     "clip": (ClipTrainConfig, clip.ClipTrainOptions, clip.train_clip),
     "text": (TextTrainConfig, text.TextTrainOptions, text.train_text),
 }
-STAGE_KEYS = ("name", "train", "bundle", "replaces")  # a stage table's own keys; the rest are command options
+STAGE_KEYS = ("name", "train", "bundle", "replaces", "continues")  # a stage table's own keys; the rest are options
+LEG_KEYS = ("steps", "time-limit")  # what a continuing stage may set besides the config's RESUMABLE_FIELDS
 TOP_KEYS = ("description", "data", "stage")
 # Options that `train all` sets itself; an option named differently from its field.
 SET_BY_RUNNER = ("data", "bundle", "preset", "overrides", "resume", "force", "progress")
@@ -112,6 +121,8 @@ class PlannedStage:
     bundle: Path
     main_bundle: Path
     replaces: Path | None
+    after: PlannedStage | None = None          # the stage this one continues (the run's earlier leg)
+    later: tuple[tuple[str, StageConfig], ...] = ()  # (name, config) of the legs that continue this stage's run
 
     @property
     def run_name(self) -> str:
@@ -128,7 +139,7 @@ class PlannedStage:
         """The `bgedit train ...` command line equivalent to running this stage."""
         words = [self.config.command(self.data, self.bundle)]
         words += [f"{flag} {shell_word(format_value(v))}" for flag, v in self.flags]
-        words += ["--resume"] * resume + ["--force"] * force
+        words += ["--resume"] * (resume or self.after is not None) + ["--force"] * force
         return " ".join(words)
 
     def trainer_options(self, *, resume: bool, force: bool, progress: bool) -> StageOptions:
@@ -185,10 +196,56 @@ def plan_recipe(recipe: Recipe, data: Path, bundle: Path, *, only: list[str] | N
     steps: list[PlannedData | PlannedStage] = []
     if recipe.data is not None and (only is None or DATA_STEP in only):
         steps.append(_plan_data(recipe, data))
+    planned: dict[str, PlannedStage] = {}
     for table in recipe.stages:
-        if only is None or table["name"] in only:
-            steps.append(_plan_stage(recipe.path, table, data, bundle, time_limit_min, device))
+        after = table.get("continues")
+        if after is not None:
+            table = _leg_table(recipe.path, table, recipe.stages, planned)
+        stage = _plan_stage(recipe.path, table, data, bundle, time_limit_min, device)
+        if after is not None:
+            stage = dataclasses.replace(stage, after=planned[after])
+            if stage.config.steps <= stage.after.config.steps:
+                raise InputError(f"{recipe.path}: stage {stage.name}: steps {stage.config.steps} must be more than "
+                                 f"the {stage.after.config.steps} of stage {after}, which it continues.")
+        planned[stage.name] = stage
+    for name, stage in planned.items():  # each leg learns the legs that continue its run after it
+        later = tuple((s.name, s.config) for s in planned.values() if name in [b.name for b in _legs_before(s)])
+        if only is None or name in only:
+            steps.append(dataclasses.replace(stage, later=later))
     return steps
+
+
+def _legs_before(stage: PlannedStage) -> list[PlannedStage]:
+    """The stages whose run `stage` continues, nearest first."""
+    out, at = [], stage.after
+    while at is not None:
+        out.append(at)
+        at = at.after
+    return out
+
+
+def _leg_table(path: Path, table: dict[str, Any], tables: list[dict[str, Any]], planned: dict[str, PlannedStage]
+               ) -> dict[str, Any]:
+    """A continuing stage's table: the earlier stage's, with this leg's length and resumable settings."""
+    name, after = table["name"], table["continues"]
+    where = f"{path}: stage {name}"
+    if not isinstance(after, str) or after not in planned:
+        raise InputError(f"{where}: continues = {after!r}: expected the name of an earlier stage "
+                         f"({', '.join(planned) or 'none'}).")
+    base = next(t for t in tables if t["name"] == after)
+    if "continues" in base:
+        base = _leg_table(path, base, tables, planned)
+    train = base.get("train", after)
+    cfg_cls = TRAINERS[train][0]
+    flags = cfg_cls.options()
+    allowed = [*LEG_KEYS, *(f[2:] for f, names in flags.items() if set(names) <= set(cfg_cls.RESUMABLE_FIELDS))]
+    for key in table:
+        if key not in ("name", "continues") and key not in allowed:
+            raise InputError(f"{where}: {key}: a stage that continues another may set only "
+                             f"{', '.join(dict.fromkeys(allowed))} (what `bgedit train {train} --resume` may "
+                             "change); the rest comes from the stage it continues.")
+    inherited = {k: v for k, v in base.items() if k not in ("name", "continues", "init-from")} | {"train": train}
+    return {**inherited, **{k: v for k, v in table.items() if k != "continues"}}
 
 
 def _plan_data(recipe: Recipe, out: Path) -> PlannedData:
@@ -357,21 +414,41 @@ def _run_stage(step: PlannedStage, force: bool, progress: bool, report: Callable
 
 def _latest_state(step: PlannedStage, force: bool) -> dict[str, Any] | None:
     """The stage's latest saved run ({"step", "run"}) if it was made with the recipe's settings (its length
-    aside, which --resume may raise); None when there is none, or with --force when its settings differ."""
+    aside, which --resume may raise); None when there is none, or with --force when its settings differ. In a
+    run of several legs (`continues`) the settings may also be those of the leg before (not started yet) or, once
+    this leg is done, those of a later leg."""
     run_dir = latest_run_dir(step.bundle, step.run_name)
+    first = _legs_before(step)[-1] if step.after is not None else step
     if run_dir is None:
+        if step.after is not None:
+            raise InputError(f"stage {step.name} continues the run of stage {first.name}, and {step.bundle} has "
+                             f"none: run stage {first.name} first.")
         return None
     state = load_state(run_dir / "state.safetensors")
     saved = type(step.config).from_dict(state["settings"])
-    if saved.replace(steps=step.config.steps) != step.config or saved.steps > step.config.steps:
-        if force:
+    at = int(state["step"])
+
+    def made_by(config: StageConfig) -> bool:  # the run's settings are this config's (its length at most)
+        return saved.replace(steps=config.steps) == config and saved.steps <= config.steps
+
+    if step.after is not None and at < step.after.config.steps and made_by(step.after.config):
+        raise InputError(f"stage {step.name} continues stage {step.after.name}, whose run {run_dir} is at step "
+                         f"{at} of {step.after.config.steps}: run stage {step.after.name} first.")
+    fits = made_by(step.config) or (at >= step.config.steps and any(made_by(c) for _, c in step.later)) or (
+        step.after is not None and at >= step.after.config.steps and made_by(step.after.config))
+    if not fits:
+        if force and step.after is None:
             return None
+        # Compare with the leg the run was in: the first whose length covers the run's.
+        legs = [(s.name, s.config) for s in reversed(_legs_before(step))] + [(step.name, step.config), *step.later]
+        name, config = next(((n, c) for n, c in legs if c.steps >= saved.steps), legs[-1])
         diff = ", ".join(f"{f.name} {format_value(getattr(saved, f.name))} (recipe: "
-                         f"{format_value(getattr(step.config, f.name))})" for f in dataclasses.fields(saved)
-                         if getattr(saved, f.name) != getattr(step.config, f.name))
-        raise InputError(f"stage {step.name}: its run {run_dir} has other settings: {diff}. Give --force to train "
-                         "the stage again from the start, or change the recipe back.")
-    return {"step": int(state["step"]), "run": str(run_dir)}
+                         f"{format_value(getattr(config, f.name))})" for f in dataclasses.fields(saved)
+                         if getattr(saved, f.name) != getattr(config, f.name))
+        again = f"stage {first.name}" if len(legs) > 1 else "the stage"
+        raise InputError(f"stage {name}: the run {run_dir} has other settings: {diff}. Give --force to train "
+                         f"{again} again from the start, or change the recipe back.")
+    return {"step": at, "run": str(run_dir)}
 
 
 def _link_networks(step: PlannedStage) -> None:
