@@ -323,6 +323,24 @@ def test_a_run_in_legs(cli, tmp_path):
     assert [(s["action"], s["steps"]) for s in summary["steps"]] == [("trained", 2), ("resumed", 3), ("resumed", 4)]
 
 
+def test_generator_long_recipe_matches_the_committed_file(tmp_path):
+    """recipes/generator-long.toml replays the long run of models/next/generator.safetensors: its last leg has
+    the file's settings (the run's own --steps aside: it was cut by time limits) and ends at the file's step,
+    and its earlier legs differ from it only in what the run changed between legs."""
+    plan = {s.name: s for s in plan_recipe(load_recipe(REPO / "recipes" / "generator-long.toml"), tmp_path / "d",
+                                           tmp_path / "b")[1:]}
+    meta, _ = read_header(REPO / "models" / "next" / "generator.safetensors")
+    prov = json.loads(meta["bgedit.provenance"])
+    last = plan["generator-slower"].config
+    assert type(last).from_dict(prov["settings"]).replace(steps=last.steps) == last
+    assert round(prov["kimg"] * 1000 / last.batch_size) == last.steps and prov["precision"] == "bf16"
+    assert plan["generator-ema"].config == last.replace(steps=117500, g_lr=0.0025, d_lr=0.0025)
+    assert plan["generator-long"].config == last.replace(steps=85057, g_lr=0.0025, d_lr=0.0025, ema_kimg=2.0)
+    assert "--init-from" in plan["generator-long"].command() and "--init-from" not in plan["generator-ema"].command()
+    assert plan["generator-slower"].bundle == plan["generator-long"].bundle == tmp_path.resolve() / "b" / "runs" / \
+        "generator-long"
+
+
 @pytest.mark.parametrize("text, message", [
     ("[[stage]]\nname = 'segmenter'\nstepz = 3\n", "stepz: not an option of `bgedit train segmenter`"),
     ("[[stage]]\nname = 'segmenter'\nsteps = 'many'\n", "steps: expected an integer, got 'many'"),
