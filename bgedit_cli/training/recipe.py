@@ -197,10 +197,12 @@ def plan_recipe(recipe: Recipe, data: Path, bundle: Path, *, only: list[str] | N
     if recipe.data is not None and (only is None or DATA_STEP in only):
         steps.append(_plan_data(recipe, data))
     planned: dict[str, PlannedStage] = {}
+    tables: dict[str, dict[str, Any]] = {}  # each stage's table as planned (a leg's with what it inherits)
     for table in recipe.stages:
         after = table.get("continues")
         if after is not None:
-            table = _leg_table(recipe.path, table, recipe.stages, planned)
+            table = _leg_table(recipe.path, table, tables)
+        tables[table["name"]] = table
         stage = _plan_stage(recipe.path, table, data, bundle, time_limit_min, device)
         if after is not None:
             stage = dataclasses.replace(stage, after=planned[after])
@@ -224,17 +226,15 @@ def _legs_before(stage: PlannedStage) -> list[PlannedStage]:
     return out
 
 
-def _leg_table(path: Path, table: dict[str, Any], tables: list[dict[str, Any]], planned: dict[str, PlannedStage]
-               ) -> dict[str, Any]:
-    """A continuing stage's table: the earlier stage's, with this leg's length and resumable settings."""
+def _leg_table(path: Path, table: dict[str, Any], earlier: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A continuing stage's table: the earlier stage's (as planned), with this leg's length and resumable
+    settings."""
     name, after = table["name"], table["continues"]
     where = f"{path}: stage {name}"
-    if not isinstance(after, str) or after not in planned:
+    if not isinstance(after, str) or after not in earlier:
         raise InputError(f"{where}: continues = {after!r}: expected the name of an earlier stage "
-                         f"({', '.join(planned) or 'none'}).")
-    base = next(t for t in tables if t["name"] == after)
-    if "continues" in base:
-        base = _leg_table(path, base, tables, planned)
+                         f"({', '.join(earlier) or 'none'}).")
+    base = earlier[after]
     train = base.get("train", after)
     cfg_cls = TRAINERS[train][0]
     flags = cfg_cls.options()
@@ -244,7 +244,7 @@ def _leg_table(path: Path, table: dict[str, Any], tables: list[dict[str, Any]], 
             raise InputError(f"{where}: {key}: a stage that continues another may set only "
                              f"{', '.join(dict.fromkeys(allowed))} (what `bgedit train {train} --resume` may "
                              "change); the rest comes from the stage it continues.")
-    inherited = {k: v for k, v in base.items() if k not in ("name", "continues", "init-from")} | {"train": train}
+    inherited = {k: v for k, v in base.items() if k not in ("name", "init-from")} | {"train": train}
     return {**inherited, **{k: v for k, v in table.items() if k != "continues"}}
 
 

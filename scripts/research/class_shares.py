@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     folders = {"real": args.real} | {str(p): p for p in args.fake}
     read = {name: read_folder(net, p, args.num) for name, p in folders.items()}
     table = {name: shares(maps, net.cfg.num_classes, args.min_share) for name, (_, maps) in read.items()}
-    present_real, pixel_real = table["real"]
+    _, pixel_real = table["real"]
     classes = [c for c in torch.argsort(pixel_real, descending=True).tolist() if pixel_real[c] >= 0.002]
     result = {"settings": {"segmenter": str(args.segmenter), "num": args.num, "min_share": args.min_share},
               "folders": {name: str(p) for name, p in folders.items()},

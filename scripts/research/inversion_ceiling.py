@@ -165,7 +165,8 @@ def per_class(by_name: dict[str, torch.Tensor]) -> dict[str, dict]:
     cm = by_name["input"]
     pixels = cm.sum(dim=1)
     ious = {name: class_iou(m) for name, m in by_name.items()}
-    return {CLASS_NAMES[c]: {"pixels": int(pixels[c]), "iou": {name: round(iou[c].item(), 4) for name, iou in ious.items()}}
+    return {CLASS_NAMES[c]: {"pixels": int(pixels[c]),
+                             "iou": {name: round(iou[c].item(), 4) for name, iou in ious.items()}}
             for c in torch.nonzero(pixels).flatten().tolist()}
 
 
